@@ -1,0 +1,106 @@
+"""Lineage: dataset fingerprints and the tag vocabulary that ties Airflow runs, data, MLflow runs and models.
+
+Tag keys are defined here once. Every component (training, registry, scoring, drift) writes and reads them
+through these names, so lineage can be walked backwards from a predictions manifest to the training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from airflow_mlops.core.data import DatasetRef, resolve_dataset
+
+# ---------------------------------------------------------------- tag keys
+TAG_PREFIX = "mlops."
+TAG_DAG_ID = "mlops.airflow.dag_id"
+TAG_RUN_ID = "mlops.airflow.run_id"
+TAG_TASK_ID = "mlops.airflow.task_id"
+TAG_TRY_NUMBER = "mlops.airflow.try_number"
+TAG_MAP_INDEX = "mlops.airflow.map_index"
+TAG_TI_KEY = "mlops.airflow.ti_key"  # dag_id/run_id/task_id/map_index: stable across tries
+TAG_DATASET_URI = "mlops.data.uri"
+TAG_DATASET_FINGERPRINT = "mlops.data.fingerprint"
+TAG_VALIDATION = "mlops.data.validation"  # small JSON summary of the validation result
+TAG_VALIDATION_REPORT = "mlops.data.validation_report"
+TAG_TRAINING_RUN = "mlops.training.run_id"
+TAG_SPEC = "mlops.training.spec"
+
+FINGERPRINT_ALGO = "sha256"
+_CHUNK = 8 << 20
+_cache: dict[tuple[Any, ...], str] = {}
+
+
+@dataclass(frozen=True)
+class AirflowIdentity:
+    """The identity of the Airflow task instance that produced something."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int = 1
+    map_index: int = -1
+
+    @property
+    def ti_key(self) -> str:
+        """A key stable across tries of the same task instance (used for idempotency)."""
+        return f"{self.dag_id}/{self.run_id}/{self.task_id}/{self.map_index}"
+
+    def to_tags(self) -> dict[str, str]:
+        return {
+            TAG_DAG_ID: self.dag_id,
+            TAG_RUN_ID: self.run_id,
+            TAG_TASK_ID: self.task_id,
+            TAG_TRY_NUMBER: str(self.try_number),
+            TAG_MAP_INDEX: str(self.map_index),
+            TAG_TI_KEY: self.ti_key,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> AirflowIdentity | None:
+        if TAG_DAG_ID not in tags:
+            return None
+        return cls(
+            dag_id=tags[TAG_DAG_ID],
+            run_id=tags.get(TAG_RUN_ID, ""),
+            task_id=tags.get(TAG_TASK_ID, ""),
+            try_number=int(tags.get(TAG_TRY_NUMBER, "1") or 1),
+            map_index=int(tags.get(TAG_MAP_INDEX, "-1") or -1),
+        )
+
+
+def _file_key(ref: DatasetRef, file: str) -> tuple[Any, ...]:
+    info = ref.fs.info(file)
+    return (file, info.get("size"), info.get("mtime") or info.get("LastModified") or info.get("ETag"))
+
+
+def fingerprint(uri_or_ref: str | DatasetRef) -> str:
+    """
+    Content hash of a dataset: ``sha256:<hex>`` over its data files in sorted order with their relative names.
+
+    The same bytes give the same fingerprint wherever they are stored; a folder's hidden files are ignored.
+    Computed once per process for unchanged files (keyed by path, size and modification time).
+    """
+    ref = uri_or_ref if isinstance(uri_or_ref, DatasetRef) else resolve_dataset(uri_or_ref)
+    key = (ref.path, tuple(_file_key(ref, f) for f in ref.files))
+    cached = _cache.get(key)
+    if cached:
+        return cached
+    digest = hashlib.sha256()
+    for file in ref.files:
+        if ref.is_dir:
+            digest.update(posixpath.relpath(file, ref.path).encode() + b"\0")
+        file_digest = hashlib.sha256()
+        with ref.fs.open(file, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                file_digest.update(chunk)
+        digest.update(file_digest.digest())
+    value = f"{FINGERPRINT_ALGO}:{digest.hexdigest()}"
+    _cache[key] = value
+    return value

@@ -1,0 +1,199 @@
+"""URIs and atomic writes over fsspec: local paths, ``file://``, ``s3://``, ``gs://`` and any other protocol.
+
+Everything the provider writes (reports, predictions, manifests, checkpoints) goes through
+:func:`atomic_write` or :func:`atomic_local_path`, so a reader never sees a half-written file and a retry
+never leaves a stray one behind: data goes to a hidden temporary name next to the target and is renamed into
+place only when it is complete. Hidden names (leading ``.``) are skipped by pyarrow's dataset discovery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_mlops.exceptions import UnsafeUriError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+TMP_PREFIX = ".mlops-tmp-"
+
+
+def _has_scheme(uri: str) -> bool:
+    head, sep, _ = uri.partition("://")
+    return bool(sep) and head.replace("+", "").replace("-", "").isalnum() and len(head) > 1
+
+
+def check_uri(uri: str, *, what: str = "URI") -> str:
+    """Return ``uri`` stripped, or raise when it is empty or has a ``..`` segment (path traversal)."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise UnsafeUriError(f"{what} is empty; give a path or an fsspec URI such as s3://bucket/key.")
+    uri = uri.strip()
+    path = uri.split("://", 1)[1] if _has_scheme(uri) else uri
+    if ".." in path.replace("\\", "/").split("/"):
+        raise UnsafeUriError(
+            f"{what} {uri!r} contains a '..' segment; give a normalised URI without parent-directory steps."
+        )
+    return uri
+
+
+def get_fs(uri: str) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem and the protocol-less path for ``uri`` (local paths become absolute)."""
+    from fsspec.core import url_to_fs
+
+    uri = check_uri(uri)
+    if not _has_scheme(uri):
+        uri = os.path.abspath(os.path.expanduser(uri))
+    fs, path = url_to_fs(uri)
+    return fs, path
+
+
+def _is_local_fs(fs: AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
+def is_local(uri: str) -> bool:
+    return not _has_scheme(uri) or uri.startswith("file://")
+
+
+def local_path(uri: str) -> str:
+    """The absolute local path of a local URI (``file://`` or plain path)."""
+    uri = check_uri(uri)
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join path parts onto a URI or path without touching its scheme; every part is checked for ``..``."""
+    base = check_uri(base).rstrip("/")
+    clean = [check_uri(str(p), what="path part").strip("/") for p in parts if str(p).strip("/")]
+    if not clean:
+        return base
+    return posixpath.join(base, *clean) if _has_scheme(base) else os.path.join(base, *clean)
+
+
+def to_uri(fs: AbstractFileSystem, path: str) -> str:
+    """The full URI of an fsspec path (``fs.unstrip_protocol`` minus the ``file://`` of local paths)."""
+    uri: str = fs.unstrip_protocol(path)
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def exists(uri: str) -> bool:
+    fs, path = get_fs(uri)
+    return bool(fs.exists(path))
+
+
+def _tmp_sibling(path: str) -> str:
+    head, tail = posixpath.split(path)
+    return posixpath.join(head, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{tail}")
+
+
+@contextlib.contextmanager
+def atomic_write(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
+    """
+    Open ``uri`` for writing so that it appears complete or not at all.
+
+    The data goes to a hidden sibling and is moved into place on a clean exit; on an exception the sibling is
+    removed and the target is untouched. On object stores, where a single PUT is already atomic, the move is
+    a server-side copy.
+    """
+    if mode not in {"wb", "w"}:
+        raise ValueError(f"atomic_write mode must be 'wb' or 'w', not {mode!r}")
+    fs, path = get_fs(uri)
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        with fs.open(tmp, mode) as handle:
+            yield handle
+        if _is_local_fs(fs):
+            os.replace(tmp, path)
+        else:
+            fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_local_path(uri: str, suffix: str = "") -> Iterator[str]:
+    """
+    Yield a local file path to write with any library; on a clean exit it is published to ``uri`` atomically.
+
+    For a local target the temporary file sits next to it (same filesystem, so ``os.replace`` is atomic);
+    for a remote one it is a local temp file uploaded through :func:`atomic_write`.
+    """
+    if is_local(uri):
+        target = local_path(uri)
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=os.path.dirname(target) or ".")
+        os.close(fd)
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return
+    with tempfile.TemporaryDirectory(prefix="mlops-") as tmpdir:
+        tmp = os.path.join(tmpdir, "payload" + suffix)
+        yield tmp
+        with open(tmp, "rb") as src, atomic_write(uri) as dst:
+            shutil.copyfileobj(src, dst, length=8 << 20)
+
+
+def write_bytes(uri: str, data: bytes) -> str:
+    with atomic_write(uri) as handle:
+        handle.write(data)
+    return uri
+
+
+def write_text(uri: str, text: str) -> str:
+    return write_bytes(uri, text.encode("utf-8"))
+
+
+def write_json(uri: str, payload: Any) -> str:
+    """Write ``payload`` as pretty JSON atomically (numpy scalars and other objects via ``str``)."""
+    return write_text(uri, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = get_fs(uri)
+    with fs.open(path, "rb") as handle:
+        data: bytes = handle.read()
+    return data
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri).decode("utf-8"))
+
+
+def remove(uri: str, *, recursive: bool = False) -> None:
+    """Delete ``uri`` if it exists (used to roll back outputs of a failed attempt)."""
+    fs, path = get_fs(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return isoformat()
+    return str(value)

@@ -1,0 +1,88 @@
+"""The one exception hierarchy of airflow-mlops.
+
+Every error the provider raises on purpose derives from :class:`MlopsError`, so a DAG author can catch them all
+in one place. Messages say what was wrong, where, and what to do; they are plain strings, never logging-style
+``%s`` templates.
+"""
+
+from __future__ import annotations
+
+
+class MlopsError(Exception):
+    """Base class of every error raised on purpose by airflow-mlops."""
+
+
+class MlopsConfigError(MlopsError, ValueError):
+    """A configuration value (operator argument, template config, [mlops] option) is invalid."""
+
+
+class ConnectionConfigError(MlopsConfigError):
+    """An Airflow connection is missing or malformed."""
+
+
+class ServiceUnreachable(MlopsError):
+    """A remote service (MLflow tracking server, Kubernetes API, object store) did not answer."""
+
+
+class DatasetError(MlopsError):
+    """A dataset URI could not be read: missing, corrupt, unsupported format or empty."""
+
+
+class DatasetNotFound(DatasetError, FileNotFoundError):
+    """A dataset URI points at nothing."""
+
+
+class EmptyDatasetError(DatasetError):
+    """A dataset exists but holds no rows."""
+
+
+class UnsafeUriError(MlopsConfigError):
+    """A URI tries to escape its base location (for example with ``..``)."""
+
+
+class SchemaMismatch(MlopsError):
+    """Data columns or types do not match what a suite, spec or model signature needs."""
+
+
+class DataValidationFailed(MlopsError):
+    """A Great Expectations suite failed on a dataset."""
+
+
+class SuiteError(MlopsConfigError):
+    """An expectation suite is malformed (bad JSON, unknown expectation type, bad kwargs)."""
+
+
+class TrainingSpecError(MlopsConfigError):
+    """A training spec is invalid (unknown estimator, bad hyperparameter, missing target)."""
+
+
+class TrainingFailed(MlopsError):
+    """The training process or pod ended without producing an MLflow run with a model."""
+
+
+class ModelRegistryError(MlopsError):
+    """A registry operation (register, alias move, lookup) failed."""
+
+
+class ModelNotFound(ModelRegistryError, LookupError):
+    """A registered model, version, alias or logged model does not exist."""
+
+
+class ModelGateRejected(ModelRegistryError):
+    """A candidate model did not pass the champion/challenger gate."""
+
+
+class GateRuleError(MlopsConfigError):
+    """A gate rule is malformed or names a metric the run does not have."""
+
+
+class ScoringError(MlopsError):
+    """Batch inference could not complete."""
+
+
+class DriftDetectionError(MlopsError):
+    """Drift detection could not compare the reference and current data."""
+
+
+class TemplateConfigError(MlopsConfigError):
+    """A lifecycle template config (dataclass or YAML file) is invalid."""

@@ -1,0 +1,61 @@
+"""Extra-link base class and URL builders shared by every airflow-mlops operator.
+
+In Airflow 3 the worker evaluates extra links when the task finishes and stores them; ``get_link`` here reads
+the URL the operator pushed to XCom under ``xcom_url_key`` for that task instance (``ti_key``), so the link
+works for every try and map index and never depends on the operator object's runtime state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.definitions.context import Context
+    from airflow.sdk.types import TaskInstanceKey
+
+REPORT_VIEW_PATH = "/mlops/reports/view"
+
+
+class XComUrlLink(BaseOperatorLink):
+    """A link whose URL the operator pushed to XCom under ``xcom_url_key`` during ``execute``."""
+
+    name: ClassVar[str] = "MLOps"
+    xcom_url_key: ClassVar[str] = "mlops_link"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        value: Any = XCom.get_value(ti_key=ti_key, key=self.xcom_url_key)
+        return value if isinstance(value, str) else ""
+
+
+def push_link(context: Context, link: type[XComUrlLink], url: str | None) -> None:
+    """Store ``url`` where ``link`` will read it (no-op for an empty URL)."""
+    if url:
+        context["ti"].xcom_push(key=link.xcom_url_key, value=url)
+
+
+def report_view_url(report_uri: str) -> str:
+    """Browser URL of a report: http(s) URIs as they are, anything else through the plugin's report viewer."""
+    if report_uri.startswith(("http://", "https://")):
+        return report_uri
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="") or "http://localhost:8080"
+    return f"{base.rstrip('/')}{REPORT_VIEW_PATH}?uri={quote(report_uri, safe='')}"
+
+
+def mlflow_run_url(ui_url: str | None, experiment_id: str, run_id: str) -> str | None:
+    if not ui_url:
+        return None
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_model_version_url(ui_url: str | None, name: str, version: str | int) -> str | None:
+    if not ui_url:
+        return None
+    return f"{ui_url.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{version}"

@@ -1,0 +1,20 @@
+"""The airflow-mlops AirflowPlugin: template macros and a small API app that serves stored reports.
+
+Registered through the ``airflow.plugins`` entry point (the provider-info ``plugins`` key is only honoured
+with ``[core] lazy_discover_providers=False``).
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from airflow_mlops.plugins.api import create_app
+from airflow_mlops.plugins.macros import champion_uri, model_uri
+
+
+class MlopsPlugin(AirflowPlugin):
+    """Macros under ``{{ macros.airflow_mlops.* }}`` and the ``/mlops`` API (report viewer, health)."""
+
+    name = "airflow_mlops"
+    macros = [model_uri, champion_uri]
+    fastapi_apps = [{"app": create_app(), "url_prefix": "/mlops", "name": "airflow-mlops reports"}]

@@ -1,0 +1,86 @@
+"""Test harness: a temporary AIRFLOW_HOME on SQLite, a real MLflow server on loopback, and a DAG runner.
+
+The environment is set here, at import time, before anything imports Airflow: Airflow reads its
+configuration once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
+for sub in ("dags", "plugins", "storage", "logs"):
+    (_HOME / sub).mkdir()
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_HOME / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(_HOME / "plugins"),
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:1/execution/",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(_HOME / "logs"),
+        "AIRFLOW__MLOPS__STORAGE_BASE_URI": str(_HOME / "storage"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0"),
+    }
+)
+for leaked in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_TOKEN"):
+    os.environ.pop(leaked, None)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pytest  # noqa: E402
+
+from tests.helpers.mlflow_server import MlflowServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """The session's AIRFLOW_HOME (SQLite metadata DB, dags/, storage/)."""
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def airflow_db(airflow_home: Path) -> Path:
+    """Migrate the SQLite metadata DB once per test session."""
+    from tests.helpers.airflow import migrate_db
+
+    migrate_db()
+    return airflow_home / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real ``mlflow server`` on a free loopback port, exposed as the ``mlflow_default`` connection."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    previous = os.environ.get("AIRFLOW_CONN_MLFLOW_DEFAULT")
+    os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = server.connection_json()
+    try:
+        yield server
+    finally:
+        if previous is None:
+            os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+        else:
+            os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = previous
+        server.stop()
+
+
+@pytest.fixture
+def storage_dir(tmp_path: Path) -> Path:
+    """A fresh folder for the data, reports and predictions of one test."""
+    path = tmp_path / "storage"
+    path.mkdir()
+    return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)

@@ -1,0 +1,60 @@
+"""Every file in dags/ imports cleanly, and importing all of them loads no heavy ML library."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DAGS = ROOT / "dags"
+HEAVY = ["mlflow", "evidently", "great_expectations", "torch", "sklearn", "kubernetes"]
+DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+
+
+def test_dags_folder_has_dags():
+    assert DAG_FILES, "dags/ holds no DAG files"
+
+
+def test_every_dag_file_imports_without_errors(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}, "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items())
+    assert bag.dags, "no DAG was collected from dags/"
+    for dag_id, dag in bag.dags.items():
+        assert dag.tags, f"DAG {dag_id} has no tags"
+
+
+def test_parsing_dags_imports_no_heavy_library(airflow_home):
+    """In a fresh interpreter: parse every DAG file, then check sys.modules."""
+    code = f"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder={str(DAGS)!r})
+heavy = [m for m in {HEAVY!r} if m in sys.modules]
+print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}},
+                  "dags": sorted(bag.dag_ids), "heavy": heavy}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    assert report["dags"]
+    assert report["heavy"] == [], f"parsing dags/ imported {report['heavy']}"
+
+
+@pytest.mark.parametrize(
+    "module", ["airflow_mlops", "airflow_mlops.get_provider_info", "airflow_mlops.settings"]
+)
+def test_package_entry_points_are_light(module):
+    code = f"import sys, json, {module}; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

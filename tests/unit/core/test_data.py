@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.core import data
+from airflow_mlops.core.lineage import fingerprint
+from airflow_mlops.exceptions import DatasetError, DatasetNotFound, EmptyDatasetError, SchemaMismatch
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {"id": np.arange(1000), "x": rng.normal(size=1000), "c": rng.choice(["a", "b"], 1000)}
+    )
+
+
+def test_parquet_file_csv_and_folder_read_alike(tmp_path, frame):
+    frame.to_parquet(tmp_path / "one.parquet", row_group_size=100)
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    frame.iloc[:400].to_parquet(parts / "part-0.parquet")
+    frame.iloc[400:].to_parquet(parts / "part-1.parquet")
+    (parts / "_SUCCESS").write_text("")
+    (parts / ".hidden.parquet").write_text("junk")
+    for uri in (str(tmp_path / "one.parquet"), (tmp_path / "one.csv").as_uri(), str(parts)):
+        got = data.read_frame(uri, ["id", "x"])
+        assert list(got.columns) == ["id", "x"]
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), frame[["id", "x"]], check_dtype=False)
+    ref = data.resolve_dataset(str(parts))
+    assert ref.is_dir and ref.format == "parquet" and len(ref.files) == 2
+    assert data.count_rows(ref) == 1000
+
+
+def test_iter_batches_is_bounded(tmp_path, frame):
+    frame.to_parquet(tmp_path / "d.parquet", row_group_size=250)
+    ref = data.resolve_dataset(str(tmp_path / "d.parquet"))
+    sizes = [b.num_rows for b in data.iter_batches(ref, ["x"], batch_size=100)]
+    assert max(sizes) <= 100 and sum(sizes) == 1000
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    ref = data.resolve_dataset(str(tmp_path / "d.csv"))
+    assert sum(b.num_rows for b in data.iter_batches(ref, ["x"], batch_size=64)) == 1000
+
+
+def test_missing_dataset_names_uri(tmp_path):
+    with pytest.raises(DatasetNotFound, match="does not exist"):
+        data.resolve_dataset(str(tmp_path / "nope.parquet"))
+
+
+def test_corrupt_parquet_is_clear(tmp_path, frame):
+    path = tmp_path / "bad.parquet"
+    frame.to_parquet(path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])  # truncated
+    ref = data.resolve_dataset(str(path))
+    with pytest.raises(DatasetError, match="truncated or corrupt"):
+        data.read_table(ref)
+
+
+def test_missing_columns_lists_available(tmp_path, frame):
+    frame.to_parquet(tmp_path / "d.parquet")
+    ref = data.resolve_dataset(str(tmp_path / "d.parquet"))
+    with pytest.raises(SchemaMismatch, match=r"\['nope'\].*it has \['id', 'x', 'c'\]"):
+        data.read_table(ref, ["x", "nope"])
+
+
+def test_empty_folder_and_empty_dataset(tmp_path, frame):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no parquet or CSV"):
+        data.resolve_dataset(str(tmp_path / "empty"))
+    frame.iloc[:0].to_parquet(tmp_path / "zero.parquet")
+    with pytest.raises(EmptyDatasetError, match="empty"):
+        data.read_frame(str(tmp_path / "zero.parquet"), allow_empty=False)
+
+
+def test_fingerprint_is_content_based_and_stable(tmp_path, frame):
+    frame.to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "a.parquet").write_bytes((tmp_path / "a.parquet").read_bytes())
+    fp = fingerprint(str(tmp_path / "a.parquet"))
+    assert fp.startswith("sha256:") and len(fp) == 7 + 64
+    assert fingerprint(str(tmp_path / "copy" / "a.parquet")) == fp  # same bytes, other place
+    assert fingerprint(str(tmp_path / "a.parquet")) == fp
+    frame.iloc[:-1].to_parquet(tmp_path / "a.parquet")
+    assert fingerprint(str(tmp_path / "a.parquet")) != fp
