@@ -1,0 +1,303 @@
+"""Lifecycle configuration: documented dataclasses, validated on creation, loadable from YAML.
+
+One :class:`LifecycleConfig` describes a model's whole lifecycle: its data, validation suite, training spec and
+backend, promotion gate, batch inference and drift/retraining policy. The builders in
+:mod:`airflow_mlops.templates.builders` turn it into DAGs. Every wrong field raises one
+:class:`~airflow_mlops.exceptions.TemplateConfigError` that names the field (and the YAML file).
+
+Configs are frozen: share one between DAGs freely, derive variants with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from airflow_mlops.exceptions import TemplateConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+
+
+def _fail(path: str, message: str) -> TemplateConfigError:
+    return TemplateConfigError(f"{path}: {message}")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Great Expectations validation of the training data and of each scoring batch.
+
+    :param suite: a path to a GX suite JSON file, or a list of ``{"type": "expect_...", "kwargs": {...}}``.
+        Empty means no validation step.
+    :param on_failure: ``fail`` (stop the DAG), ``warn`` (log and go on) or ``skip`` (skip downstream tasks).
+    :param allow_empty: whether an empty dataset passes.
+    """
+
+    suite: str | list[dict[str, Any]] | None = None
+    on_failure: Literal["fail", "warn", "skip"] = "fail"
+    allow_empty: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.suite)
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """Where and how training pods run (used when ``training.backend`` is ``kubernetes``)."""
+
+    image: str | None = None
+    namespace: str = "default"
+    kubernetes_conn_id: str | None = None
+    gpu_count: int = 1
+    gpu_type: str | None = None
+    gpu_resource: str = "nvidia.com/gpu"
+    cpu_request: str = "2"
+    memory_request: str = "8Gi"
+    mlflow_secret_name: str | None = None
+    deferrable: bool = False
+    schedule_timeout_seconds: int = 1800
+
+    def __post_init__(self) -> None:
+        if self.gpu_count < 0:
+            raise _fail("training.kubernetes.gpu_count", f"must be >= 0, got {self.gpu_count}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The training spec (see docs/training.md) and the backend that runs it.
+
+    :param spec: a TrainingSpec mapping: ``model`` (family + params), ``target``, ``features``, ... The
+        dataset URI and experiment default to the lifecycle's ``data.train_uri`` and ``experiment``.
+    :param backend: ``local`` (a subprocess on the worker) or ``kubernetes`` (a GPU pod).
+    """
+
+    spec: dict[str, Any] = field(default_factory=dict)
+    backend: Literal["local", "kubernetes"] = "local"
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    retries: int = 1
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Champion/challenger promotion rules (see docs/registry.md).
+
+    :param rules: comparisons with the champion, e.g. ``{"metric": "val_roc_auc", "min_delta": 0.002,
+        "greater_is_better": true}``.
+    :param floors: absolute bounds, e.g. ``{"metric": "val_roc_auc", "min": 0.8}``.
+    :param on_reject: ``succeed`` (keep the champion, DAG succeeds), ``skip`` or ``fail``.
+    """
+
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    floors: list[dict[str, Any]] = field(default_factory=list)
+    on_reject: Literal["succeed", "skip", "fail"] = "succeed"
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Batch scoring with the champion.
+
+    :param schedule: cron or preset for the inference DAG (``None``: triggered only).
+    :param input_uri: the batch to score (templated, e.g. ``.../batches/{{ ds }}.parquet``).
+    :param output_uri: where predictions go (templated).
+    :param passthrough_columns: input columns copied next to the predictions (ids).
+    """
+
+    input_uri: str = ""
+    output_uri: str = ""
+    schedule: str | None = None
+    passthrough_columns: list[str] = field(default_factory=list)
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class RetrainPolicyConfig:
+    """When confirmed drift may start a retrain (state lives in MLflow, see docs/drift.md)."""
+
+    cooldown_hours: float = 24.0
+    persistence: int = 1
+    max_retrains: int = 3
+    window_hours: float = 168.0
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Evidently drift check after each scoring batch.
+
+    :param threshold: share of drifted columns at or above which drift is confirmed.
+    :param columns: columns compared (default: the model's input columns).
+    :param reference_uri: reference data (default: the training data recorded on the model version).
+    """
+
+    enabled: bool = True
+    threshold: float = 0.5
+    columns: list[str] | None = None
+    reference_uri: str | None = None
+    sample_size: int | None = None
+    policy: RetrainPolicyConfig = field(default_factory=RetrainPolicyConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise _fail("drift.threshold", f"must be in (0, 1], got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data locations. ``train_uri`` is what training reads (templated)."""
+
+    train_uri: str = ""
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """A model's whole lifecycle.
+
+    :param model_name: the MLflow registered-model name; also prefixes every DAG id.
+    :param experiment: MLflow experiment (default: the model name).
+    :param schedule: schedule of the training DAG (``None``: triggered only).
+    """
+
+    model_name: str
+    data: DataConfig
+    training: TrainingConfig
+    experiment: str | None = None
+    schedule: str | None = None
+    owner: str = "mlops"
+    tags: list[str] = field(default_factory=list)
+    mlflow_conn_id: str | None = None
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    source: str | None = None  # the YAML file it came from, for error messages
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.model_name or ""):
+            raise _fail(
+                "model_name",
+                f"{self.model_name!r} is not a valid name; use letters, digits, '_', '-', '.' (max 200).",
+            )
+        if not self.data.train_uri:
+            raise _fail("data.train_uri", "is required: the URI of the training dataset.")
+        if self.inference.input_uri and not self.inference.output_uri:
+            raise _fail("inference.output_uri", "is required when inference.input_uri is set.")
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.model_name
+
+    @property
+    def dag_prefix(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_]", "_", self.model_name)
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> LifecycleConfig:
+        """Build from plain data; unknown keys and wrong types raise TemplateConfigError naming the field."""
+        try:
+            obj = _build(cls, data, "")
+        except TemplateConfigError as err:
+            if source:
+                raise TemplateConfigError(f"{source}: {err}") from None
+            raise
+        return dataclasses.replace(obj, source=source) if source else obj
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> LifecycleConfig:
+        """Load one YAML file (a mapping at the top level)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise TemplateConfigError(f"{path}: lifecycle config file does not exist.") from None
+        except yaml.YAMLError as err:
+            raise TemplateConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}).") from None
+        if not isinstance(raw, Mapping):
+            raise TemplateConfigError(f"{path}: the top level must be a mapping of lifecycle fields.")
+        return cls.from_dict(raw, source=str(path))
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, path)
+            except TemplateConfigError as err:
+                errors.append(str(err))
+        expected = " or ".join(_type_name(a) for a in args if a is not type(None))
+        raise _fail(path, f"expected {expected}, got {type(value).__name__} {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise _fail(path, f"must be one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, Mapping):
+            raise _fail(path, f"expected a mapping of {tp.__name__} fields, got {type(value).__name__}")
+        return _build(tp, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise _fail(path, f"expected a list, got {type(value).__name__} {value!r}")
+        inner = args[0] if args else Any
+        return [_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise _fail(path, f"expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(path, f"expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(path, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(path, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _fail(path, f"expected a string, got {type(value).__name__} {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields_by_name = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields_by_name) - {"source"})
+    if unknown:
+        where = prefix or "lifecycle config"
+        raise _fail(
+            where,
+            f"unknown key(s) {unknown}; allowed: {sorted(k for k in fields_by_name if k != 'source')}",
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields_by_name.items():
+        path = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise _fail(path, "is required")
+            continue
+        kwargs[name] = _coerce(hints[name], data[name], path)
+    return cls(**kwargs)  # __post_init__ errors already name their full field path
