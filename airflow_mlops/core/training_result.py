@@ -22,6 +22,14 @@ from airflow_mlops.exceptions import TrainingFailed
 
 VAL_PREFIX = "val_"
 
+# The entrypoint's side of the contract (``python -m airflow_mlops.training``).
+IDENTITY_ENV = "MLOPS_AIRFLOW_IDENTITY"  # JSON of AirflowIdentity.to_dict()
+ENTRYPOINT_MODULE = "airflow_mlops.training"
+EXIT_BAD_INPUT = 2  # bad spec or data: a retry cannot help
+EXIT_FAILED = 1
+ERROR_MARKER = "MLOPS_TRAINING_ERROR"  # first word of the entrypoint's last stderr line on failure
+RESULT_MARKER = "MLOPS_TRAINING_RESULT"  # first word of its last stdout line on success (informational)
+
 
 @dataclass(frozen=True)
 class TrainingResult:
@@ -51,6 +59,20 @@ class TrainingResult:
             "dataset_fingerprint": self.dataset_fingerprint,
             "run_url": self.run_url(ui_url),
         }
+
+
+def entrypoint_args(spec_json: str) -> list[str]:
+    """Arguments after the interpreter: ``-m airflow_mlops.training --spec <json>``."""
+    return ["-m", ENTRYPOINT_MODULE, "--spec", spec_json]
+
+
+def error_from_lines(lines: list[str]) -> str | None:
+    """The message of the entrypoint's ``MLOPS_TRAINING_ERROR`` line among ``lines`` (last one wins)."""
+    for line in reversed(lines):
+        _, marker, rest = line.partition(ERROR_MARKER)
+        if marker:
+            return rest.strip()
+    return None
 
 
 def _quote(value: str) -> str:

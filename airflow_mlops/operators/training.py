@@ -1,0 +1,296 @@
+"""Training operators: what both training operators share, and LocalTrainModelOperator.
+
+Both run the same entrypoint (``python -m airflow_mlops.training --spec <json>``), in a local subprocess here
+and in a pod in ``operators/kubernetes.py``. The training process tags its MLflow run with the task identity;
+after it ends the operator finds that run and returns ``{run_id, experiment_id, model_uri, metrics,
+dataset_uri, dataset_fingerprint, run_url}``. No Kubernetes import here.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlops.core.lineage import AirflowIdentity
+from airflow_mlops.core.training_result import (
+    EXIT_BAD_INPUT,
+    IDENTITY_ENV,
+    entrypoint_args,
+    error_from_lines,
+    find_training_run,
+)
+from airflow_mlops.core.training_spec import ModelFamily, TrainingSpec
+from airflow_mlops.exceptions import MlopsConfigError, TrainingFailed, TrainingSpecError
+from airflow_mlops.links.base import XComUrlLink, push_link
+from airflow_mlops.operators.common import identity_from_context, resolve_mlflow_conn_id
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+    from airflow_mlops.hooks.mlflow import MlflowHook
+
+TAIL_LINES = 40
+_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
+# Variables a training child never needs: Airflow connections/variables carry other secrets.
+_DROPPED_ENV_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW_VAR_", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_URI")
+
+
+class MlflowTrainingRunLink(XComUrlLink):
+    """Link from a training task to the MLflow run it produced."""
+
+    name: ClassVar[str] = "MLflow training run"
+    xcom_url_key: ClassVar[str] = "mlops_training_run_url"
+
+
+def default_checkpoint_uri(identity: AirflowIdentity, base_uri: str | None = None) -> str:
+    """``<storage_base_uri>/checkpoints/<dag>/<run>/<task>[/<map_index>]/checkpoint.pt`` (stable across tries)."""
+    from airflow_mlops.core.storage import join_uri
+
+    if base_uri is None:
+        from airflow_mlops.settings import get_settings
+
+        base_uri = get_settings().storage_base_uri
+    parts = [identity.dag_id, identity.run_id, identity.task_id]
+    if identity.map_index >= 0:
+        parts.append(str(identity.map_index))
+    safe = [_UNSAFE_PATH_CHARS.sub("_", p).strip(".") or "_" for p in parts]
+    return join_uri(base_uri, "checkpoints", *safe, "checkpoint.pt")
+
+
+class TrainingOperatorMixin:
+    """
+    What LocalTrainModelOperator and KubernetesTrainModelOperator share: build and check the spec, build the
+    child environment and resolve the MLflow run after the process or pod ends.
+
+    The host class stores ``training`` (templated spec) and ``mlflow_conn_id``; it is an Airflow operator, so
+    ``self.log`` exists.
+    """
+
+    training: Any
+    mlflow_conn_id: str | None
+    log: Any
+
+    def build_training_spec(
+        self, identity: AirflowIdentity, *, default_checkpoint: bool = True
+    ) -> TrainingSpec:
+        """Parse the rendered ``training`` and check it; give the MLP a per-task-instance checkpoint URI."""
+        spec = TrainingSpec.from_obj(self.training)
+        if default_checkpoint and spec.model.family is ModelFamily.TORCH_MLP and not spec.checkpoint_uri:
+            spec.checkpoint_uri = default_checkpoint_uri(identity)
+        spec.validate_static()
+        return spec
+
+    def mlflow_hook(self) -> MlflowHook:
+        from airflow_mlops.hooks.mlflow import MlflowHook
+
+        return MlflowHook(resolve_mlflow_conn_id(self.mlflow_conn_id))
+
+    @staticmethod
+    def identity_env(identity: AirflowIdentity) -> dict[str, str]:
+        """The task identity for the entrypoint (``MLOPS_AIRFLOW_IDENTITY``) and quiet MLflow defaults."""
+        import json
+
+        return {
+            IDENTITY_ENV: json.dumps(identity.to_dict(), sort_keys=True),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    @staticmethod
+    def training_arguments(spec: TrainingSpec) -> list[str]:
+        """Arguments after the interpreter: ``-m airflow_mlops.training --spec <json>``."""
+        return entrypoint_args(spec.to_json())
+
+    @staticmethod
+    def training_error(exit_code: int | None, tail: Sequence[str], where: str) -> Exception:
+        """One clear error from the entrypoint's exit code and its last lines (``where``: process or pod)."""
+        message = error_from_lines(list(tail))
+        last = "\n".join(tail[-15:])
+        if exit_code == EXIT_BAD_INPUT:
+            return TrainingSpecError(
+                f"the trainer rejected the spec or data: {message or 'see the log above'}. Fix the training "
+                "spec or the dataset; a retry with the same input fails the same way."
+            )
+        if exit_code is not None and exit_code < 0:
+            name = (
+                signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else str(-exit_code)
+            )
+            reason = f"was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+        else:
+            reason = f"exited with code {exit_code}"
+        detail = f": {message}" if message else ""
+        return TrainingFailed(f"training {where} {reason}{detail}. Last output lines:\n{last}")
+
+    def resolve_training_result(
+        self, context: Context, hook: MlflowHook, spec: TrainingSpec, identity: AirflowIdentity
+    ) -> dict[str, Any]:
+        """Find the run tagged with this try, push the run link and return the XCom summary."""
+        with hook.session() as client:
+            result = find_training_run(client, experiment_name=spec.experiment, identity=identity)
+        summary = result.to_xcom(hook.ui_url)
+        push_link(context, MlflowTrainingRunLink, summary["run_url"])
+        self.log.info(
+            "Training run %s logged model %s; validation metrics %s",
+            result.run_id,
+            result.model_uri,
+            result.metrics,
+        )
+        return summary
+
+
+class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
+    """
+    Train a model with the training entrypoint in a local subprocess (CPU, or CUDA when the worker has it).
+
+    The process streams its output into the task log and reaches MLflow through ``mlflow_conn_id``; killing the
+    task kills it. A retry of a PyTorch MLP resumes from the last completed epoch (the checkpoint defaults to
+    ``<[mlops] storage_base_uri>/checkpoints/<dag>/<run>/<task>/checkpoint.pt``), and a retry after a finished
+    training reuses its MLflow run. Returns ``{"run_id", "experiment_id", "model_uri", "metrics",
+    "dataset_uri", "dataset_fingerprint", "run_url"}``.
+
+    .. code-block:: python
+
+        train = LocalTrainModelOperator(
+            task_id="train",
+            training={
+                "experiment": "churn",
+                "dataset_uri": "s3://lake/churn/{{ ds }}.parquet",
+                "target": "churned",
+                "model": {"family": "sklearn", "estimator": "sklearn.ensemble.RandomForestClassifier",
+                          "params": {"n_estimators": 200}},
+                "metrics": ["roc_auc", "accuracy"],
+            },
+        )
+
+    :param training: The training spec: a dict, JSON string, JSON file path or TrainingSpec (templated).
+    :param mlflow_conn_id: MLflow connection; defaults to ``[mlops] mlflow_conn_id``.
+    :param python: Interpreter that runs the entrypoint; defaults to ``[mlops] training_python``, else this
+        worker's Python (templated).
+    :param env: Extra environment variables for the process (templated).
+    :param kill_grace_seconds: Seconds between SIGTERM and SIGKILL when the task is killed.
+    """
+
+    template_fields: Sequence[str] = ("training", "python", "env")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"training": "json", "env": "json"}
+    operator_extra_links = (MlflowTrainingRunLink(),)
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        training: dict[str, Any] | str | TrainingSpec,
+        mlflow_conn_id: str | None = None,
+        python: str | None = None,
+        env: Mapping[str, str] | None = None,
+        kill_grace_seconds: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(training, TrainingSpec):
+            training = training.to_dict()
+        self.training = training
+        self.mlflow_conn_id = mlflow_conn_id
+        self.python = python
+        self.env = dict(env) if env else {}
+        self.kill_grace_seconds = kill_grace_seconds
+        self._process: subprocess.Popen[str] | None = None
+
+    def _interpreter(self) -> str:
+        if self.python:
+            python = self.python
+        else:
+            from airflow_mlops.settings import get_settings
+
+            python = get_settings().training_python or sys.executable
+        resolved = shutil.which(python) or (python if os.path.isfile(python) else None)
+        if not resolved:
+            raise MlopsConfigError(
+                f"training interpreter {python!r} was not found; set python= (or [mlops] training_python) to a "
+                "Python with airflow-mlops installed."
+            )
+        return resolved
+
+    def _child_env(self, hook: MlflowHook, identity: AirflowIdentity) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
+        env.update({str(k): str(v) for k, v in self.env.items()})
+        env.update(hook.child_env())
+        env.update(self.identity_env(identity))
+        return env
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        identity = identity_from_context(context)
+        spec = self.build_training_spec(identity)
+        hook = self.mlflow_hook()
+        hook.check_reachable()
+        command = [self._interpreter(), *self.training_arguments(spec)]
+        self.log.info(
+            "Training %s on %s (experiment %r, checkpoint %s)",
+            spec.model.estimator or spec.model.family.value,
+            spec.dataset_uri,
+            spec.experiment,
+            spec.checkpoint_uri,
+        )
+        exit_code, tail = self._run(command, self._child_env(hook, identity))
+        if exit_code != 0:
+            raise self.training_error(exit_code, tail, "process")
+        return self.resolve_training_result(context, hook, spec, identity)
+
+    def _run(self, command: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+        """Run ``command``, streaming its merged output into the task log; return (exit code, last lines)."""
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.log.info("::group::Training process output")
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
+        self._process = process
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                tail.append(line)
+                self.log.info("%s", line)
+            exit_code = process.wait()
+        finally:
+            self.log.info("::endgroup::")
+            if process.poll() is None:
+                self._stop(process)
+            self._process = None
+        return exit_code, list(tail)
+
+    def _stop(self, process: subprocess.Popen[str]) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after the grace period."""
+        for sig, wait in ((signal.SIGTERM, self.kill_grace_seconds), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    return
+                time.sleep(0.1)
+
+    def on_kill(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            self.log.info("Stopping training process %s", process.pid)
+            self._stop(process)
