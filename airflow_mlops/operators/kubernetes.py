@@ -1,0 +1,507 @@
+"""KubernetesTrainModelOperator: the training entrypoint in a Kubernetes (GPU) pod, wired to MLflow.
+
+A subclass of the unmodified ``KubernetesPodOperator`` that only sets its arguments (image, command, env,
+resources, tolerations, node selector, security context, volumes) and uses its extension points
+(``post_complete_action``, ``trigger_reentry``). This module imports the Kubernetes provider (~3 s), so it is
+kept apart from ``operators/training.py``: DAGs that train locally never pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from kubernetes.client import models as k8s
+from kubernetes.client.exceptions import ApiException
+
+from airflow_mlops.exceptions import ConnectionConfigError, MlopsConfigError, MlopsError, TrainingFailed
+from airflow_mlops.links.base import XComUrlLink, push_link
+from airflow_mlops.operators.common import identity_from_context, resolve_mlflow_conn_id
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+    from airflow_mlops.core.lineage import AirflowIdentity
+    from airflow_mlops.core.training_spec import TrainingSpec
+    from airflow_mlops.hooks.mlflow import MlflowHook
+
+ENTRYPOINT = ["python", "-m", "airflow_mlops.training"]
+ENV_IDENTITY = "MLOPS_AIRFLOW_IDENTITY"
+SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
+DEFAULT_LABELS = {
+    "app.kubernetes.io/name": "airflow-mlops-trainer",
+    "app.kubernetes.io/component": "training",
+}
+NON_ROOT_UID = 1000
+LOG_TAIL_LINES = 20
+
+
+class MlflowTrainingRunLink(XComUrlLink):
+    """Link from a Kubernetes training task to the MLflow run it produced."""
+
+    name: ClassVar[str] = "MLflow run"
+    xcom_url_key: ClassVar[str] = "mlflow_run_url"
+
+
+class KubernetesTrainModelOperator(KubernetesPodOperator):
+    """
+    Train a model in a Kubernetes pod (GPU or CPU) with ``python -m airflow_mlops.training`` and return its run.
+
+    The spec is checked before any pod is created. The pod gets the Airflow task identity, the non-secret MLflow
+    settings as literal env vars, and the MLflow credentials only as ``secretKeyRef`` references to the
+    Kubernetes Secret ``mlflow_secret_name`` (keys ``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME`` +
+    ``MLFLOW_TRACKING_PASSWORD``), so no credential is ever in the pod spec, the rendered fields or the task
+    log. After the pod ends, the MLflow run is found by the task-identity tags (exactly like
+    ``LocalTrainModelOperator``) and ``{run_id, experiment_id, model_uri, metrics, dataset_uri,
+    dataset_fingerprint, run_url}`` is returned (and pushed as ``return_value``). A failed pod fails the task
+    with the termination reason (OOMKilled, exit code, never scheduled, deleted) and its last log lines.
+
+    .. code-block:: python
+
+        train = KubernetesTrainModelOperator(
+            task_id="train",
+            training={
+                "experiment": "churn",
+                "dataset_uri": "s3://lake/churn/{{ ds }}.parquet",
+                "target": "churned",
+                "model": {"family": "torch_mlp", "params": {"epochs": 30}},
+                "checkpoint_uri": "s3://ml-checkpoints/churn/{{ run_id }}",
+            },
+            gpu_count=1,
+            gpu_type="NVIDIA-L4",
+            cpu="4",
+            memory="16Gi",
+            mlflow_secret_name="mlflow-credentials",
+            namespace="ml",
+            retries=3,  # spot GPUs: a reclaimed pod is retried and resumes from the checkpoint
+        )
+
+    Every other ``KubernetesPodOperator`` argument passes through (``namespace``, ``kubernetes_conn_id``,
+    ``deferrable``, ``affinity``, ``service_account_name``, ``on_finish_action``...).
+
+    :param training: The training spec: a dict, JSON string, JSON file path or ``TrainingSpec``. (templated)
+    :param image: Training image; default ``[mlops] training_image``. (templated)
+    :param gpu_count: GPUs requested (and limited) as ``gpu_resource``; 0 trains on CPU.
+    :param gpu_resource: Extended resource name of the GPU device plugin, default ``nvidia.com/gpu``.
+    :param gpu_type: GPU model required, as the node label ``gpu_node_label`` (node selector). (templated)
+    :param gpu_node_label: Node label that carries the GPU model: ``nvidia.com/gpu.product`` (NVIDIA GPU feature
+        discovery), ``cloud.google.com/gke-accelerator`` (GKE), ``karpenter.k8s.aws/instance-gpu-name``...
+    :param gpu_toleration: Tolerate the ``<gpu_resource>:NoSchedule`` taint GPU node pools carry (default True).
+    :param cpu: CPU request, e.g. ``"4"`` or ``"500m"`` (no CPU limit: no throttling). (templated)
+    :param memory: Memory request, e.g. ``"16Gi"``; also the limit unless ``memory_limit`` is set. (templated)
+    :param memory_limit: Memory limit; default ``memory``. (templated)
+    :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id``. (templated)
+    :param mlflow_secret_name: Kubernetes Secret (in the pod's namespace) with the MLflow credentials; needed
+        when the MLflow connection has a token or a login. (templated)
+    :param pod_mlflow_tracking_uri: Tracking URI as seen from inside the cluster, when it differs from the
+        connection's (e.g. ``http://mlflow.mlflow.svc:5000``). (templated)
+    :param read_only_root_filesystem: Run the container with a read-only root filesystem and an ``emptyDir``
+        at ``/tmp`` (default True; the trainer writes only to ``/tmp`` and its URIs).
+    :param schedule_timeout_seconds: How long the pod may wait for a node (GPU node pools scale from zero in
+        minutes): default 1800.
+    :param startup_timeout_seconds: How long a scheduled pod may take to start (large CUDA images): default 900.
+    """
+
+    template_fields: Sequence[str] = (
+        *KubernetesPodOperator.template_fields,
+        "training",
+        "mlflow_conn_id",
+        "mlflow_secret_name",
+        "pod_mlflow_tracking_uri",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **KubernetesPodOperator.template_fields_renderers,
+        "training": "json",
+    }
+    operator_extra_links = (MlflowTrainingRunLink(),)
+    ui_color = "#d8e7f5"
+
+    def __init__(
+        self,
+        *,
+        training: Any,
+        image: str | None = None,
+        gpu_count: int = 0,
+        gpu_resource: str = DEFAULT_GPU_RESOURCE,
+        gpu_type: str | None = None,
+        gpu_node_label: str = DEFAULT_GPU_NODE_LABEL,
+        gpu_toleration: bool = True,
+        cpu: str | None = None,
+        memory: str | None = None,
+        memory_limit: str | None = None,
+        mlflow_conn_id: str | None = None,
+        mlflow_secret_name: str | None = None,
+        pod_mlflow_tracking_uri: str | None = None,
+        read_only_root_filesystem: bool = True,
+        schedule_timeout_seconds: int = 1800,
+        startup_timeout_seconds: int = 900,
+        kubernetes_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        task_id = kwargs.get("task_id", "?")
+        _check_surface(task_id, gpu_count, gpu_resource, gpu_type, cpu, memory, memory_limit, kwargs)
+        kwargs.setdefault("cmds", list(ENTRYPOINT))
+        kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
+        kwargs.setdefault("log_pod_spec_on_failure", False)
+        kwargs["labels"] = {**DEFAULT_LABELS, **(kwargs.get("labels") or {})}
+        if gpu_count or cpu or memory or memory_limit:
+            kwargs["container_resources"] = _resources(gpu_count, gpu_resource, cpu, memory, memory_limit)
+        if gpu_type:
+            kwargs["node_selector"] = {**(kwargs.get("node_selector") or {}), gpu_node_label: gpu_type}
+        if gpu_count and gpu_toleration:
+            toleration = k8s.V1Toleration(key=gpu_resource, operator="Exists", effect="NoSchedule")
+            kwargs["tolerations"] = [*(kwargs.get("tolerations") or []), toleration]
+        if kwargs.get("security_context") is None:
+            kwargs["security_context"] = k8s.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=NON_ROOT_UID,
+                run_as_group=NON_ROOT_UID,
+                fs_group=NON_ROOT_UID,
+                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+            )
+        if kwargs.get("container_security_context") is None:
+            kwargs["container_security_context"] = k8s.V1SecurityContext(
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=read_only_root_filesystem,
+                run_as_non_root=True,
+                capabilities=k8s.V1Capabilities(drop=["ALL"]),
+            )
+        volumes = list(kwargs.get("volumes") or [])
+        mounts = list(kwargs.get("volume_mounts") or [])
+        if read_only_root_filesystem:
+            volumes.append(k8s.V1Volume(name="mlops-tmp", empty_dir=k8s.V1EmptyDirVolumeSource()))
+            mounts.append(k8s.V1VolumeMount(name="mlops-tmp", mount_path="/tmp"))
+        if gpu_count:  # PyTorch shares tensors between processes through /dev/shm (64 MiB by default)
+            volumes.append(
+                k8s.V1Volume(name="mlops-dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory"))
+            )
+            mounts.append(k8s.V1VolumeMount(name="mlops-dshm", mount_path="/dev/shm"))
+        kwargs["volumes"], kwargs["volume_mounts"] = volumes, mounts
+        super().__init__(
+            image=image,
+            kubernetes_conn_id=kubernetes_conn_id,
+            schedule_timeout_seconds=schedule_timeout_seconds,
+            startup_timeout_seconds=startup_timeout_seconds,
+            **kwargs,
+        )
+        self.training = training
+        self.gpu_count = gpu_count
+        self.gpu_resource = gpu_resource
+        self.gpu_type = gpu_type
+        self.memory_limit = memory_limit or memory
+        self.mlflow_conn_id = mlflow_conn_id
+        self.mlflow_secret_name = mlflow_secret_name
+        self.pod_mlflow_tracking_uri = pod_mlflow_tracking_uri
+        self._diagnosis: str | None = None
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, context: Context) -> Any:
+        spec = self.load_spec()
+        identity = identity_from_context(context)
+        hook = self._mlflow_hook()
+        hook.check_reachable()  # before a GPU node is paid for
+        self.prepare_pod(spec, identity, hook)
+        self.log.info(
+            "Training %s (%s) on %s: experiment %r, dataset %s",
+            identity.ti_key,
+            spec.model.estimator or spec.model.family.value,
+            f"{self.gpu_count} x {self.gpu_resource}" if self.gpu_count else "CPU",
+            spec.experiment,
+            spec.dataset_uri,
+        )
+        self._run_pod(None, super().execute, context)
+        return self._publish_result(context, spec, identity, hook)
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume after the deferrable trigger: the same failure translation and run lookup as ``execute``."""
+        spec = self.load_spec()
+        identity = identity_from_context(context)
+        pod_ref = k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name=event.get("name"), namespace=event.get("namespace"))
+        )
+        self._run_pod(pod_ref, super().trigger_reentry, context, event)
+        return self._publish_result(context, spec, identity, self._mlflow_hook())
+
+    def load_spec(self) -> TrainingSpec:
+        """The rendered ``training`` argument as a checked TrainingSpec (TrainingSpecError before any pod)."""
+        from airflow_mlops.core.training_spec import TrainingSpec
+
+        return TrainingSpec.from_obj(self.training).validate_static()
+
+    def prepare_pod(self, spec: TrainingSpec, identity: AirflowIdentity, hook: MlflowHook) -> None:
+        """Set the KPO arguments that depend on the run: image, entrypoint arguments, env."""
+        from airflow_mlops.settings import get_settings
+
+        settings = get_settings()
+        self.image = self.image or settings.training_image
+        self.kubernetes_conn_id = self.kubernetes_conn_id or settings.kubernetes_conn_id
+        self.arguments = ["--spec", spec.to_json()]
+        self.env_vars = [*self._user_env(), *self._training_env(identity, hook)]
+
+    def _mlflow_hook(self) -> MlflowHook:
+        from airflow_mlops.hooks.mlflow import MlflowHook
+
+        return MlflowHook(resolve_mlflow_conn_id(self.mlflow_conn_id))
+
+    def _user_env(self) -> list[k8s.V1EnvVar]:
+        env = self.env_vars
+        if isinstance(env, dict):
+            return [k8s.V1EnvVar(name=str(k), value=str(v)) for k, v in env.items()]
+        return list(env or [])
+
+    def _training_env(self, identity: AirflowIdentity, hook: MlflowHook) -> list[k8s.V1EnvVar]:
+        public = hook.public_env()
+        if self.pod_mlflow_tracking_uri:
+            public["MLFLOW_TRACKING_URI"] = self.pod_mlflow_tracking_uri
+        literal = {
+            **public,
+            ENV_IDENTITY: json.dumps(identity.to_dict(), sort_keys=True),
+            "HOME": "/tmp",  # caches (torch, matplotlib) on the writable emptyDir
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        env = [k8s.V1EnvVar(name=k, value=v) for k, v in literal.items()]
+        env += self._secret_env(hook)
+        taken = {e.name for e in env}
+        clash = sorted(e.name for e in self._user_env() if e.name in taken)
+        if clash:
+            raise MlopsConfigError(
+                f"task {self.task_id!r}: env_vars set {clash}, which KubernetesTrainModelOperator sets itself "
+                "from the MLflow connection and the task identity. Remove them from env_vars (use "
+                "pod_mlflow_tracking_uri for a cluster-internal MLflow URL)."
+            )
+        return env
+
+    def _secret_env(self, hook: MlflowHook) -> list[k8s.V1EnvVar]:
+        secret_keys = sorted(hook.secret_env())
+        if secret_keys and not self.mlflow_secret_name:
+            raise ConnectionConfigError(
+                f"task {self.task_id!r}: MLflow connection {hook.mlflow_conn_id!r} has credentials, and "
+                "KubernetesTrainModelOperator never copies credentials into a pod spec. Create a Kubernetes "
+                f"Secret in the pod's namespace with key(s) {secret_keys} (kubectl create secret generic "
+                f"mlflow-credentials {' '.join(f'--from-literal={k}=...' for k in secret_keys)}) and pass "
+                "mlflow_secret_name='mlflow-credentials'."
+            )
+        if not self.mlflow_secret_name:
+            return []
+        # With credentials in the connection the Secret must hold the same kind; without, whatever it holds.
+        keys, optional = (secret_keys, False) if secret_keys else (list(SECRET_KEYS), True)
+        return [
+            k8s.V1EnvVar(
+                name=key,
+                value_from=k8s.V1EnvVarSource(
+                    secret_key_ref=k8s.V1SecretKeySelector(
+                        name=self.mlflow_secret_name, key=key, optional=optional
+                    )
+                ),
+            )
+            for key in keys
+        ]
+
+    # ------------------------------------------------------------------ outcome
+    def _run_pod(self, pod_ref: k8s.V1Pod | None, step: Any, *args: Any) -> None:
+        """Run a KPO step; turn any failure into one TrainingFailed naming the pod, the reason and its last logs."""
+        from airflow.sdk.exceptions import TaskDeferred
+
+        self._diagnosis = None
+        try:
+            step(*args)
+        except (TaskDeferred, MlopsError):
+            raise
+        except Exception as err:
+            diagnosis = self._diagnosis or self._diagnose(self.pod or pod_ref, None)
+            raise TrainingFailed(diagnosis or f"training pod failed: {type(err).__name__}: {err}") from err
+
+    def post_complete_action(
+        self, *, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, context: Context, result: dict | None, **kwargs: Any
+    ) -> None:
+        """Read why the pod failed while it still exists, then let KPO clean up as configured."""
+        self._diagnosis = self._diagnose(pod, remote_pod)
+        super().post_complete_action(pod=pod, remote_pod=remote_pod, context=context, result=result, **kwargs)
+
+    def _diagnose(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> str | None:
+        """A one-paragraph explanation of a failed pod (None when it succeeded)."""
+        if pod is None or pod.metadata is None or not pod.metadata.name:
+            return None
+        where = f"training pod {pod.metadata.namespace}/{pod.metadata.name} (task {self.task_id!r})"
+        try:
+            current = self.pod_manager.read_pod(pod)
+        except ApiException as err:
+            if err.status != 404:
+                return None
+            return _deleted(where, _termination_message(remote_pod, self.base_container_name))
+        except Exception:
+            current = remote_pod
+        if current is None or current.status is None:
+            return None
+        status = current.status
+        if status.phase == "Succeeded":
+            return None
+        if current.metadata is not None and current.metadata.deletion_timestamp is not None:
+            return _deleted(where, self._log_tail(current))
+        terminated = _container_state(current, self.base_container_name, "terminated")
+        waiting = _container_state(current, self.base_container_name, "waiting")
+        if terminated is not None:
+            reason, code = terminated.reason or "Error", terminated.exit_code
+            tail = self._log_tail(current) or (terminated.message or "")
+            if reason == "OOMKilled":
+                limit = f" of {self.memory_limit}" if self.memory_limit else ""
+                return (
+                    f"{where} was OOMKilled (exit code {code}): the trainer used more than its memory limit"
+                    f"{limit}. Raise memory / memory_limit, or lower the batch size or the data size."
+                    + _tail_block(tail)
+                )
+            return (
+                f"{where} failed: container {self.base_container_name!r} exited with code {code} ({reason})."
+                + _tail_block(tail)
+            )
+        scheduled = next((c for c in status.conditions or [] if c.type == "PodScheduled"), None)
+        if scheduled is not None and scheduled.status != "True":
+            why = scheduled.message or self._warning_events(pod) or scheduled.reason or "no reason given"
+            wanted = (
+                f"{self.gpu_count} x {self.gpu_resource}" if self.gpu_count else "its CPU/memory requests"
+            )
+            selector = f" on nodes labelled {self.node_selector}" if self.node_selector else ""
+            return (
+                f"{where} was never scheduled within {self.schedule_timeout_seconds}s: {why} Check that a node "
+                f"pool offers {wanted}{selector} and that the cluster autoscaler can add one, or raise "
+                "schedule_timeout_seconds."
+            )
+        if waiting is not None:
+            return (
+                f"{where} never started its container: {waiting.reason}: {waiting.message or ''} "
+                f"(phase {status.phase}). Check the image {self.image!r}, its pull secret and the Secret "
+                f"{self.mlflow_secret_name!r} in namespace {pod.metadata.namespace!r}."
+            ).replace("  ", " ")
+        events = self._warning_events(pod)
+        return f"{where} ended in phase {status.phase} ({status.reason or 'no reason'})." + (
+            f" Events: {events}" if events else ""
+        )
+
+    def _log_tail(self, pod: k8s.V1Pod) -> str:
+        try:
+            text = self.client.read_namespaced_pod_log(
+                name=pod.metadata.name,
+                namespace=pod.metadata.namespace,
+                container=self.base_container_name,
+                tail_lines=LOG_TAIL_LINES,
+            )
+        except Exception:
+            return ""
+        return text if isinstance(text, str) else ""
+
+    def _warning_events(self, pod: k8s.V1Pod) -> str:
+        try:
+            events = self.pod_manager.read_pod_events(pod).items
+        except Exception:
+            return ""
+        return " ".join(f"{e.reason}: {e.message}" for e in events if e.type == "Warning")
+
+    def _publish_result(
+        self, context: Context, spec: TrainingSpec, identity: AirflowIdentity, hook: MlflowHook
+    ) -> dict[str, Any]:
+        from airflow_mlops.core.training_result import find_training_run
+
+        identity = self._pod_identity(identity)
+        with hook.session() as client:
+            result = find_training_run(client, experiment_name=spec.experiment, identity=identity)
+        summary = result.to_xcom(hook.ui_url)
+        self.log.info("Training run %s logged model %s: %s", result.run_id, result.model_uri, result.metrics)
+        push_link(context, MlflowTrainingRunLink, summary.get("run_url"))
+        # KPO's own do_xcom_push means "read /airflow/xcom/return.json through a sidecar"; the result comes from
+        # MLflow instead, so it is pushed here, the way KPO pushes on its failure path.
+        self._push_xcom_with_fan_out(context["ti"], summary)
+        return summary
+
+    def _pod_identity(self, identity: AirflowIdentity) -> AirflowIdentity:
+        """The identity the pod was started with: a retry that reattached to a running pod keeps its try."""
+        from dataclasses import replace
+
+        labels = (self.pod.metadata.labels if self.pod is not None and self.pod.metadata else None) or {}
+        try_label = labels.get("try_number")
+        if try_label and try_label.isdigit() and int(try_label) != identity.try_number:
+            self.log.info("Reattached to the pod of try %s; looking up that try's MLflow run", try_label)
+            return replace(identity, try_number=int(try_label))
+        return identity
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_surface(
+    task_id: str,
+    gpu_count: Any,
+    gpu_resource: str,
+    gpu_type: str | None,
+    cpu: str | None,
+    memory: str | None,
+    memory_limit: str | None,
+    kwargs: dict[str, Any],
+) -> None:
+    where = f"KubernetesTrainModelOperator {task_id!r}"
+    if isinstance(gpu_count, bool) or not isinstance(gpu_count, int) or gpu_count < 0:
+        raise MlopsConfigError(f"{where}: gpu_count={gpu_count!r} must be a whole number >= 0.")
+    if not gpu_resource or not isinstance(gpu_resource, str):
+        raise MlopsConfigError(f"{where}: gpu_resource must name the GPU resource, e.g. 'nvidia.com/gpu'.")
+    if gpu_type and not gpu_count:
+        raise MlopsConfigError(f"{where}: gpu_type={gpu_type!r} needs gpu_count >= 1.")
+    if kwargs.get("container_resources") is not None and (gpu_count or cpu or memory or memory_limit):
+        raise MlopsConfigError(
+            f"{where}: give either container_resources or gpu_count/cpu/memory/memory_limit, not both."
+        )
+    if kwargs.get("do_xcom_push"):
+        raise MlopsConfigError(
+            f"{where}: do_xcom_push=True is not supported: the result comes from MLflow, and the return value "
+            "is pushed to XCom without KPO's sidecar. Remove do_xcom_push."
+        )
+    if kwargs.get("arguments"):
+        raise MlopsConfigError(
+            f"{where}: arguments are set by the operator (--spec <training spec>); put settings in `training`."
+        )
+
+
+def _resources(
+    gpu_count: int, gpu_resource: str, cpu: str | None, memory: str | None, memory_limit: str | None
+) -> k8s.V1ResourceRequirements:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if cpu:
+        requests["cpu"] = str(cpu)
+    if memory:
+        requests["memory"] = str(memory)
+    if memory_limit or memory:
+        limits["memory"] = str(memory_limit or memory)
+    if gpu_count:  # extended resources: requests must equal limits
+        requests[gpu_resource] = limits[gpu_resource] = str(gpu_count)
+    return k8s.V1ResourceRequirements(requests=requests or None, limits=limits or None)
+
+
+def _container_state(pod: k8s.V1Pod, container: str, state: str) -> Any:
+    for status in (pod.status.container_statuses if pod.status else None) or []:
+        if status.name == container and status.state is not None:
+            return getattr(status.state, state, None)
+    return None
+
+
+def _termination_message(pod: k8s.V1Pod | None, container: str) -> str:
+    if pod is None:
+        return ""
+    terminated = _container_state(pod, container, "terminated")
+    return (terminated.message or "") if terminated is not None else ""
+
+
+def _tail_block(text: str) -> str:
+    lines = [line for line in (text or "").rstrip().splitlines() if line.strip()][-LOG_TAIL_LINES:]
+    if not lines:
+        return ""
+    return "\nLast log lines of the container:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _deleted(where: str, tail: str) -> str:
+    return (
+        f"{where} was deleted while it ran (node drained, spot capacity reclaimed, or deleted by someone) "
+        "before its container finished. A retry starts a new pod; with a checkpoint_uri in the spec the MLP "
+        "resumes from its last completed epoch." + _tail_block(tail)
+    )
