@@ -301,16 +301,21 @@ class MlflowPolicyStore:
     """
     The policy state of one registered model, kept as the JSON tag ``mlops.drift.state`` on that model.
 
-    MLflow tags are last-writer-wins, so :meth:`apply` follows a compare-and-set discipline: it only writes
-    when the revision it decided from is still current, then reads back its unique writer token and retries
-    from a fresh read on any conflict. Two checks of one model racing within milliseconds can still collide;
-    serialise drift checks per model (one DAG, ``max_active_runs=1`` or a one-slot pool) to rule it out.
+    MLflow tags are last-writer-wins and MLflow has no conditional write, so :meth:`apply` follows a
+    compare-and-set discipline: it writes only when the revision it decided from is still current, waits
+    ``settle`` seconds, reads back its unique writer token and starts over from a fresh read on any conflict
+    (a writer that lost re-applies its check on top of the winner's state). A lost update remains possible
+    only when a writer stalls for longer than ``settle`` between its revision check and its write; serialise
+    drift checks of one model (``max_active_runs=1`` or a one-slot pool) to rule that out entirely.
     """
 
-    def __init__(self, client: MlflowClient, model_name: str, *, sleep: float = 0.05) -> None:
+    def __init__(
+        self, client: MlflowClient, model_name: str, *, sleep: float = 0.05, settle: float = 0.2
+    ) -> None:
         self.client = client
         self.model_name = model_name
         self.sleep = sleep
+        self.settle = settle
 
     def load(self) -> PolicyState:
         from mlflow.exceptions import MlflowException
@@ -344,6 +349,8 @@ class MlflowPolicyStore:
                 self._backoff(attempt)
                 continue
             self._write(new_state)
+            if self.settle:
+                time.sleep(self.settle)  # let a racing writer land before we read back
             stored = self.load()
             if stored.writer == token and stored.rev == new_state.rev:
                 return stored, decision
