@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 FEATURES = ["age", "income", "tenure", "score"]
 
 
-def _frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+def make_frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(
         {
@@ -49,35 +49,29 @@ def drift_data(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("drift-int")
     out = {}
     for name, frame in {
-        "train": _frame(4000, 1),
-        "same": _frame(3000, 2).drop(columns="label"),
-        "shifted": _frame(3000, 3, shift=1.0).drop(columns="label"),
-        "empty": _frame(10, 4).drop(columns="label").iloc[:0],
+        "train": make_frame(4000, 1),
+        "same": make_frame(3000, 2).drop(columns="label"),
+        "shifted": make_frame(3000, 3, shift=1.0).drop(columns="label"),
+        "empty": make_frame(10, 4).drop(columns="label").iloc[:0],
     }.items():
         frame.to_parquet(root / f"{name}.parquet")
         out[name] = str(root / f"{name}.parquet")
     return out
 
 
-@pytest.fixture(scope="module")
-def logged_model(mlflow_server, drift_data) -> dict[str, str]:
-    """A tiny sklearn model logged once, with the lineage tags training writes on its run."""
+def log_tiny_model(train_uri: str, experiment: str = "drift-tests") -> dict[str, str]:
+    """Log a tiny sklearn model with the lineage tags training writes on its run (no registration)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
 
-    train = pd.read_parquet(drift_data["train"])
+    train = pd.read_parquet(train_uri)
     clf = LogisticRegression(max_iter=200).fit(train[FEATURES], train["label"])
     with MlflowHook().session():
-        mlflow.set_experiment("drift-tests")
+        mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
-            mlflow.set_tags(
-                {
-                    TAG_DATASET_URI: drift_data["train"],
-                    TAG_DATASET_FINGERPRINT: fingerprint(drift_data["train"]),
-                }
-            )
+            mlflow.set_tags({TAG_DATASET_URI: train_uri, TAG_DATASET_FINGERPRINT: fingerprint(train_uri)})
             info = mlflow.sklearn.log_model(
                 clf,
                 name="model",
@@ -87,7 +81,12 @@ def logged_model(mlflow_server, drift_data) -> dict[str, str]:
     return {"model_uri": info.model_uri, "run_id": run.info.run_id}
 
 
-def _register(logged_model, name: str, *, tag_version: bool = True) -> str:
+@pytest.fixture(scope="module")
+def logged_model(mlflow_server, drift_data) -> dict[str, str]:
+    return log_tiny_model(drift_data["train"])
+
+
+def register_model(logged_model, name: str, *, tag_version: bool = True) -> str:
     """A registered model ``name`` with version 1 = the logged model, aliased champion, with lineage tags."""
     import mlflow
 
@@ -151,7 +150,7 @@ def _dag(dag_id: str, name: str, current: str, **op_kwargs):
 
 def test_dag_run_emits_the_drift_event_with_its_extra(airflow_db, mlflow_server, logged_model, drift_data):
     name = "drift-churn"
-    version = _register(logged_model, name)
+    version = register_model(logged_model, name)
     dag_run = run_dag(_dag("drift_emit", name, drift_data["shifted"]))
     summary = xcom(dag_run, "drift")
     assert summary["drift_detected"] and summary["emitted"] and summary["confirmed"]
@@ -201,7 +200,7 @@ def test_retried_check_emits_once_and_advances_the_policy_once(
             return result
 
     name = "drift-retry"
-    _register(logged_model, name)
+    register_model(logged_model, name)
     with DAG("drift_retry", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         FlakyDrift(
             task_id="drift",
@@ -224,7 +223,7 @@ def test_bad_input_fails_emits_nothing_and_keeps_the_policy_state(
     airflow_db, mlflow_server, logged_model, drift_data, tmp_path
 ):
     name = "drift-bad"
-    _register(logged_model, name, tag_version=False)  # reference comes from the run's lineage tag
+    register_model(logged_model, name, tag_version=False)  # reference comes from the run's lineage tag
     before = _state(name)
     empty = run_dag(_dag("drift_empty", name, drift_data["empty"]), expect="failed")
     assert "is empty (0 rows)" in empty.task_errors["drift"]
@@ -239,7 +238,7 @@ def test_bad_input_fails_emits_nothing_and_keeps_the_policy_state(
 
 def test_store_keeps_policy_in_mlflow_with_compare_and_set(mlflow_server, logged_model):
     name = "drift-policy"
-    _register(logged_model, name)
+    register_model(logged_model, name)
     policy = RetrainingPolicy(persistence=2, cooldown="1h")
     with MlflowHook().session() as client:
         store = MlflowPolicyStore(client, name)
@@ -301,7 +300,7 @@ def test_drift_sensor_and_trigger(airflow_db, mlflow_server, logged_model):
     from airflow_mlops.triggers.drift import DriftConfirmedTrigger
 
     name = "drift-sensor"
-    _register(logged_model, name)
+    register_model(logged_model, name)
     start = time.time()
     trigger = DriftConfirmedTrigger(model_name=name, since=start, poll_interval=0.2)
     path, kwargs = trigger.serialize()
