@@ -1,0 +1,423 @@
+"""MLflow registry operators: register a trained model, the champion/challenger gate, rollback, manual alias moves.
+
+Thin adapters over :mod:`airflow_mlops.core.registry`: each renders its arguments, opens an
+:class:`~airflow_mlops.hooks.mlflow.MlflowHook` session, calls one core function, pushes extra-link URLs and
+returns a small XCom dict. Promotion uses MLflow aliases (``champion``/``challenger``), never stages.
+
+Serialise every task that moves a model's ``champion`` alias (gate, rollback, manual set) with a one-slot Airflow
+pool, by default ``[mlops] promotion_pool`` = ``mlops_promotion``::
+
+    airflow pools set mlops_promotion 1 "one champion move at a time"
+    MlflowPromoteModelOperator(task_id="gate", pool="mlops_promotion", ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlops.core.lineage import TAG_TRY_NUMBER
+from airflow_mlops.exceptions import MlopsConfigError, ModelGateRejected
+from airflow_mlops.links.base import mlflow_model_version_url, mlflow_run_url, push_link
+from airflow_mlops.links.mlflow import MlflowModelVersionLink, MlflowRunLink
+from airflow_mlops.operators.common import identity_from_context, resolve_mlflow_conn_id
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+    from airflow_mlops.hooks.mlflow import MlflowHook
+
+
+class OnReject(StrEnum):
+    """What the gate task does when the candidate is rejected (the decision is recorded in every case)."""
+
+    FAIL = "fail"
+    SKIP = "skip"
+    SUCCEED = "succeed"
+
+
+def _optional(value: Any) -> str | None:
+    """A rendered template of 'no value' ('' or 'None') is None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in {"", "None", "none", "null"} else text
+
+
+def _is_templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_is_templated(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_is_templated(v) for v in value)
+    return not isinstance(value, int | float | bool | type(None))  # XComArg and friends: resolved at run time
+
+
+class _MlflowRegistryOperator(BaseOperator):
+    """Shared plumbing: the MLflow hook of the task and the model-version link."""
+
+    operator_extra_links: tuple = (MlflowModelVersionLink(),)
+
+    def __init__(self, *, name: str, mlflow_conn_id: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple_outputs", True)  # so ``task.output["version"]`` works downstream
+        super().__init__(**kwargs)
+        self.name = name
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def hook(self) -> MlflowHook:
+        from airflow_mlops.hooks.mlflow import MlflowHook
+
+        return MlflowHook(resolve_mlflow_conn_id(self.mlflow_conn_id))
+
+    def _push_version_link(self, context: Context, hook: MlflowHook, name: str, version: str | None) -> None:
+        if version:
+            push_link(context, MlflowModelVersionLink, mlflow_model_version_url(hook.ui_url, name, version))
+
+
+class MlflowRegisterModelOperator(_MlflowRegistryOperator):
+    """
+    Register the model of a training run as a new version of a registered model, once per task instance.
+
+    Waits until the version is READY and tags it with lineage copied from the run (dataset URI and fingerprint,
+    validation summary and report), ``mlops.training.run_id`` and the Airflow dag_id/run_id/task_id. A retry of
+    the same task instance (same model) returns the version the first try created (``created: false``); two
+    concurrent attempts end with one version. Nothing is created when the run or model is invalid.
+
+    .. code-block:: python
+
+        register = MlflowRegisterModelOperator(
+            task_id="register",
+            name="churn",
+            run_id="{{ ti.xcom_pull('train')['run_id'] }}",  # or train.output["run_id"]
+        )
+
+    Returns ``{"name", "version", "run_id", "model_uri": "models:/<name>/<version>", "created"}``.
+
+    :param name: Registered model name; created on first use (templated).
+    :param run_id: MLflow run that logged the model; its logged model named ``model`` is used (templated).
+    :param model_uri: Instead of / besides run_id: ``models:/m-<id>``, ``runs:/<run>/<name>``,
+        ``models:/<name>/<version>`` or an artifact URI (templated).
+    :param tags: Extra tags for the version (templated).
+    :param await_ready_timeout: Seconds to wait for the version to become READY.
+    :param idempotent: Key the version on the task instance (default). False registers a new version every try.
+    :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
+    """
+
+    template_fields: Sequence[str] = ("name", "run_id", "model_uri", "tags", "mlflow_conn_id")
+    operator_extra_links = (MlflowModelVersionLink(), MlflowRunLink())
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        run_id: str | None = None,
+        model_uri: str | None = None,
+        tags: dict[str, Any] | None = None,
+        await_ready_timeout: float = 300.0,
+        idempotent: bool = True,
+        mlflow_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, mlflow_conn_id=mlflow_conn_id, **kwargs)
+        if run_id is None and model_uri is None:
+            raise MlopsConfigError(
+                f"{self.task_id}: pass run_id (e.g. train.output['run_id']) or model_uri to register a model."
+            )
+        self.run_id = run_id
+        self.model_uri = model_uri
+        self.tags = tags or {}
+        self.await_ready_timeout = await_ready_timeout
+        self.idempotent = idempotent
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.registry import register_model_version
+
+        identity = identity_from_context(context)
+        if not isinstance(self.tags, dict):
+            raise MlopsConfigError(
+                f"{self.task_id}: tags must render to a dict, got {type(self.tags).__name__}."
+            )
+        tags = {k: v for k, v in identity.to_tags().items() if k != TAG_TRY_NUMBER}
+        tags.update({str(k): v for k, v in self.tags.items()})
+        hook = self.hook()
+        with hook.session() as client:
+            result = register_model_version(
+                client,
+                name=self.name,
+                run_id=_optional(self.run_id),
+                model_uri=_optional(self.model_uri),
+                key=identity.ti_key if self.idempotent else None,
+                tags=tags,
+                await_ready_timeout=self.await_ready_timeout,
+            )
+            experiment_id = client.get_run(result.run_id).info.experiment_id if result.run_id else None
+        self.log.info(
+            "%s version %s of model %r from run %s",
+            "Registered" if result.created else "Found existing",
+            result.version,
+            result.name,
+            result.run_id,
+        )
+        self._push_version_link(context, hook, result.name, result.version)
+        if experiment_id and result.run_id:
+            push_link(context, MlflowRunLink, mlflow_run_url(hook.ui_url, experiment_id, result.run_id))
+        return result.to_xcom()
+
+
+class MlflowPromoteModelOperator(_MlflowRegistryOperator):
+    """
+    The champion/challenger gate on MLflow aliases.
+
+    Always points ``challenger_alias`` at the candidate; moves ``champion_alias`` only when the candidate passes
+    every rule against the current champion's run metrics (with no champion yet: the absolute floors). The decision
+    and reasons are tagged on the version (``mlops.gate.*``) and a champion move is appended to the model's
+    history (see :func:`airflow_mlops.core.registry.alias_history`). Run it in the one-slot promotion pool.
+
+    .. code-block:: python
+
+        gate = MlflowPromoteModelOperator(
+            task_id="gate",
+            name="churn",
+            version=register.output["version"],
+            rules=[
+                {"metric": "val_roc_auc", "min_delta": 0.002, "greater_is_better": True},
+                {"metric": "val_roc_auc", "min": 0.8},
+            ],
+            on_reject="skip",
+            pool="mlops_promotion",
+        )
+
+    Returns ``{"name", "version", "decision": "promoted"|"rejected", "promoted", "champion_version",
+    "previous_champion_version", "reasons"}`` (also pushed when the task fails or skips on a rejection).
+
+    :param name: Registered model name (templated).
+    :param version: Candidate version (templated).
+    :param rules: List of rules ``{"metric", "min_delta", "greater_is_better", "min", "max"}`` or a JSON string
+        of it (templated). ``min_delta`` compares with the champion; ``min``/``max`` are absolute.
+    :param on_reject: ``fail`` (default: the task fails with ModelGateRejected), ``skip`` (downstream skips) or
+        ``succeed``.
+    :param champion_alias: Default ``[mlops] champion_alias`` (templated).
+    :param challenger_alias: Default ``[mlops] challenger_alias`` (templated).
+    :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "name",
+        "version",
+        "rules",
+        "champion_alias",
+        "challenger_alias",
+        "mlflow_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str | int,
+        rules: Sequence[dict[str, Any]] | dict[str, Any] | str | None = None,
+        on_reject: OnReject | str = OnReject.FAIL,
+        champion_alias: str | None = None,
+        challenger_alias: str | None = None,
+        mlflow_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, mlflow_conn_id=mlflow_conn_id, **kwargs)
+        try:
+            self.on_reject = OnReject(on_reject)
+        except ValueError:
+            raise MlopsConfigError(
+                f"{self.task_id}: on_reject={on_reject!r}; use one of {[m.value for m in OnReject]}."
+            ) from None
+        if rules is not None and not _is_templated(rules):
+            from airflow_mlops.core.registry import parse_rules
+
+            parse_rules(rules)  # a malformed literal rule fails when the DAG is parsed, not at 3 a.m.
+        self.version = version
+        self.rules = rules
+        self.champion_alias = champion_alias
+        self.challenger_alias = challenger_alias
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_mlops.core.registry import promote_if_better
+        from airflow_mlops.settings import get_settings
+
+        settings = get_settings()
+        identity = identity_from_context(context)
+        hook = self.hook()
+        with hook.session() as client:
+            result = promote_if_better(
+                client,
+                self.name,
+                self.version,
+                self.rules,
+                champion_alias=_optional(self.champion_alias) or settings.champion_alias,
+                challenger_alias=_optional(self.challenger_alias) or settings.challenger_alias,
+                by=identity.ti_key,
+            )
+        self._push_version_link(context, hook, result.name, result.version)
+        summary = result.to_xcom()
+        for reason in result.reasons:
+            self.log.info("gate %s v%s: %s", result.name, result.version, reason)
+        if result.promoted:
+            self.log.info(
+                "%r v%s is the %s (previous: %s)",
+                result.name,
+                result.version,
+                result.champion_alias,
+                result.previous_champion_version,
+            )
+            return summary
+        self.log.warning(
+            "%r v%s rejected; %s stays v%s",
+            result.name,
+            result.version,
+            result.champion_alias,
+            result.champion_version,
+        )
+        if self.on_reject is OnReject.SUCCEED:
+            return summary
+        context["ti"].xcom_push(key="return_value", value=summary)
+        if self.on_reject is OnReject.SKIP:
+            raise AirflowSkipException(f"{result.name} v{result.version} rejected by the gate")
+        failed = [r for r in result.reasons if r.endswith("fail")]
+        raise ModelGateRejected(
+            f"Model {result.name!r} v{result.version} was rejected by the gate; {result.champion_alias!r} stays "
+            f"v{result.champion_version}. Failed checks: {'; '.join(failed) or 'see reasons'}. The decision is "
+            f"recorded on the version (tag mlops.gate.reasons); use on_reject='skip' or 'succeed' to not fail."
+        )
+
+
+class MlflowRollbackModelOperator(_MlflowRegistryOperator):
+    """
+    Move an alias (default: the champion) back to the version it pointed to before, or to ``version``, in one step.
+
+    The previous version comes from the model's alias history (rollbacks are walked back like an undo stack, so
+    two rollbacks go two steps back). The rollback is recorded in the history too; a retry of the same task
+    does not roll back twice.
+
+    .. code-block:: python
+
+        rollback = MlflowRollbackModelOperator(task_id="rollback", name="churn", pool="mlops_promotion")
+
+    Returns ``{"name", "alias", "version", "previous_version", "action": "rollback", "moved", "reason"}``.
+
+    :param name: Registered model name (templated).
+    :param alias: Alias to roll back; default ``[mlops] champion_alias`` (templated).
+    :param version: Target version instead of the recorded previous one (templated).
+    :param reason: Why; stored in the history (templated).
+    :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
+    """
+
+    template_fields: Sequence[str] = ("name", "alias", "version", "reason", "mlflow_conn_id")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        alias: str | None = None,
+        version: str | int | None = None,
+        reason: str | None = None,
+        mlflow_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, mlflow_conn_id=mlflow_conn_id, **kwargs)
+        self.alias = alias
+        self.version = version
+        self.reason = reason
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.registry import rollback_alias
+        from airflow_mlops.settings import get_settings
+
+        identity = identity_from_context(context)
+        hook = self.hook()
+        with hook.session() as client:
+            move = rollback_alias(
+                client,
+                self.name,
+                _optional(self.alias) or get_settings().champion_alias,
+                version=_optional(self.version),
+                reason=_optional(self.reason) or "",
+                by=identity.ti_key,
+            )
+        self.log.info(
+            "%s %r of %r: v%s -> v%s",
+            "Rolled back" if move.moved else "Already rolled back",
+            move.alias,
+            move.name,
+            move.previous_version,
+            move.version,
+        )
+        self._push_version_link(context, hook, move.name, move.version)
+        return move.to_xcom()
+
+
+class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
+    """
+    Point an alias of a registered model at a version (a manual move), recorded in the model's alias history.
+
+    .. code-block:: python
+
+        MlflowSetModelAliasOperator(
+            task_id="pin_champion", name="churn", alias="champion", version="{{ params.version }}",
+            reason="{{ params.reason }}", pool="mlops_promotion",
+        )
+
+    Returns ``{"name", "alias", "version", "previous_version", "action": "set", "moved", "reason"}``; ``moved`` is
+    false when the alias already pointed there.
+
+    :param name: Registered model name (templated).
+    :param alias: Alias to set (templated).
+    :param version: Version to point it at (templated).
+    :param reason: Why; stored in the history (templated).
+    :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
+    """
+
+    template_fields: Sequence[str] = ("name", "alias", "version", "reason", "mlflow_conn_id")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        alias: str,
+        version: str | int,
+        reason: str | None = None,
+        mlflow_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, mlflow_conn_id=mlflow_conn_id, **kwargs)
+        self.alias = alias
+        self.version = version
+        self.reason = reason
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.registry import set_alias
+
+        identity = identity_from_context(context)
+        hook = self.hook()
+        with hook.session() as client:
+            move = set_alias(
+                client,
+                self.name,
+                self.alias,
+                self.version,
+                reason=_optional(self.reason) or "",
+                by=identity.ti_key,
+            )
+        self.log.info(
+            "%s alias %r of %r -> v%s (was v%s)",
+            "Moved" if move.moved else "Unchanged",
+            move.alias,
+            move.name,
+            move.version,
+            move.previous_version,
+        )
+        self._push_version_link(context, hook, move.name, move.version)
+        return move.to_xcom()
