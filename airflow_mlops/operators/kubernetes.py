@@ -8,7 +8,6 @@ kept apart from ``operators/training.py``: DAGs that train locally never pay for
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,8 +16,8 @@ from kubernetes.client import models as k8s
 from kubernetes.client.exceptions import ApiException
 
 from airflow_mlops.exceptions import ConnectionConfigError, MlopsConfigError, MlopsError, TrainingFailed
-from airflow_mlops.links.base import XComUrlLink, push_link
-from airflow_mlops.operators.common import identity_from_context, resolve_mlflow_conn_id
+from airflow_mlops.operators.common import identity_from_context
+from airflow_mlops.operators.training import MlflowTrainingRunLink, TrainingOperatorMixin
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -27,8 +26,7 @@ if TYPE_CHECKING:
     from airflow_mlops.core.training_spec import TrainingSpec
     from airflow_mlops.hooks.mlflow import MlflowHook
 
-ENTRYPOINT = ["python", "-m", "airflow_mlops.training"]
-ENV_IDENTITY = "MLOPS_AIRFLOW_IDENTITY"
+INTERPRETER = ["python"]
 SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
@@ -40,14 +38,7 @@ NON_ROOT_UID = 1000
 LOG_TAIL_LINES = 20
 
 
-class MlflowTrainingRunLink(XComUrlLink):
-    """Link from a Kubernetes training task to the MLflow run it produced."""
-
-    name: ClassVar[str] = "MLflow run"
-    xcom_url_key: ClassVar[str] = "mlflow_run_url"
-
-
-class KubernetesTrainModelOperator(KubernetesPodOperator):
+class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator):
     """
     Train a model in a Kubernetes pod (GPU or CPU) with ``python -m airflow_mlops.training`` and return its run.
 
@@ -144,7 +135,7 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
     ) -> None:
         task_id = kwargs.get("task_id", "?")
         _check_surface(task_id, gpu_count, gpu_resource, gpu_type, cpu, memory, memory_limit, kwargs)
-        kwargs.setdefault("cmds", list(ENTRYPOINT))
+        kwargs.setdefault("cmds", list(INTERPRETER))
         kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
         kwargs.setdefault("log_pod_spec_on_failure", False)
         kwargs["labels"] = {**DEFAULT_LABELS, **(kwargs.get("labels") or {})}
@@ -196,13 +187,13 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.mlflow_secret_name = mlflow_secret_name
         self.pod_mlflow_tracking_uri = pod_mlflow_tracking_uri
-        self._diagnosis: str | None = None
+        self._diagnosis: Exception | None = None
 
     # ------------------------------------------------------------------ execution
     def execute(self, context: Context) -> Any:
-        spec = self.load_spec()
         identity = identity_from_context(context)
-        hook = self._mlflow_hook()
+        spec = self.load_spec(identity)
+        hook = self.mlflow_hook()
         hook.check_reachable()  # before a GPU node is paid for
         self.prepare_pod(spec, identity, hook)
         self.log.info(
@@ -218,19 +209,34 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the deferrable trigger: the same failure translation and run lookup as ``execute``."""
-        spec = self.load_spec()
         identity = identity_from_context(context)
+        spec = self.load_spec(identity)
         pod_ref = k8s.V1Pod(
             metadata=k8s.V1ObjectMeta(name=event.get("name"), namespace=event.get("namespace"))
         )
         self._run_pod(pod_ref, super().trigger_reentry, context, event)
-        return self._publish_result(context, spec, identity, self._mlflow_hook())
+        return self._publish_result(context, spec, identity, self.mlflow_hook())
 
-    def load_spec(self) -> TrainingSpec:
-        """The rendered ``training`` argument as a checked TrainingSpec (TrainingSpecError before any pod)."""
-        from airflow_mlops.core.training_spec import TrainingSpec
+    def load_spec(self, identity: AirflowIdentity) -> TrainingSpec:
+        """
+        The rendered ``training`` argument as a checked TrainingSpec (TrainingSpecError before any pod).
 
-        return TrainingSpec.from_obj(self.training).validate_static()
+        The MLP's default checkpoint (``<storage_base_uri>/checkpoints/...``) is only used when that base is an
+        object store a pod can reach; a worker's local folder is not.
+        """
+        from airflow_mlops.settings import get_settings
+
+        remote = "://" in get_settings().storage_base_uri and not get_settings().storage_base_uri.startswith(
+            "file://"
+        )
+        spec = self.build_training_spec(identity, default_checkpoint=remote)
+        if spec.model.family.value == "torch_mlp" and not spec.checkpoint_uri:
+            self.log.warning(
+                "No checkpoint_uri for the MLP of task %r: a retried pod (spot reclaim, eviction) starts from "
+                "epoch 1. Give the spec a checkpoint_uri on object storage, or set [mlops] storage_base_uri to one.",
+                self.task_id,
+            )
+        return spec
 
     def prepare_pod(self, spec: TrainingSpec, identity: AirflowIdentity, hook: MlflowHook) -> None:
         """Set the KPO arguments that depend on the run: image, entrypoint arguments, env."""
@@ -239,13 +245,8 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
         settings = get_settings()
         self.image = self.image or settings.training_image
         self.kubernetes_conn_id = self.kubernetes_conn_id or settings.kubernetes_conn_id
-        self.arguments = ["--spec", spec.to_json()]
+        self.arguments = self.training_arguments(spec)
         self.env_vars = [*self._user_env(), *self._training_env(identity, hook)]
-
-    def _mlflow_hook(self) -> MlflowHook:
-        from airflow_mlops.hooks.mlflow import MlflowHook
-
-        return MlflowHook(resolve_mlflow_conn_id(self.mlflow_conn_id))
 
     def _user_env(self) -> list[k8s.V1EnvVar]:
         env = self.env_vars
@@ -259,9 +260,8 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
             public["MLFLOW_TRACKING_URI"] = self.pod_mlflow_tracking_uri
         literal = {
             **public,
-            ENV_IDENTITY: json.dumps(identity.to_dict(), sort_keys=True),
+            **self.identity_env(identity),
             "HOME": "/tmp",  # caches (torch, matplotlib) on the writable emptyDir
-            "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         env = [k8s.V1EnvVar(name=k, value=v) for k, v in literal.items()]
@@ -314,7 +314,7 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
             raise
         except Exception as err:
             diagnosis = self._diagnosis or self._diagnose(self.pod or pod_ref, None)
-            raise TrainingFailed(diagnosis or f"training pod failed: {type(err).__name__}: {err}") from err
+            raise (diagnosis or TrainingFailed(f"training pod failed: {type(err).__name__}: {err}")) from err
 
     def post_complete_action(
         self, *, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, context: Context, result: dict | None, **kwargs: Any
@@ -323,8 +323,12 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
         self._diagnosis = self._diagnose(pod, remote_pod)
         super().post_complete_action(pod=pod, remote_pod=remote_pod, context=context, result=result, **kwargs)
 
-    def _diagnose(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> str | None:
-        """A one-paragraph explanation of a failed pod (None when it succeeded)."""
+    def _diagnose(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> Exception | None:
+        """One clear error explaining why a pod failed (None when it succeeded or cannot be read)."""
+        message = self._explain(pod, remote_pod)
+        return TrainingFailed(message) if isinstance(message, str) else message
+
+    def _explain(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> str | Exception | None:
         if pod is None or pod.metadata is None or not pod.metadata.name:
             return None
         where = f"training pod {pod.metadata.namespace}/{pod.metadata.name} (task {self.task_id!r})"
@@ -355,9 +359,9 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
                     f"{limit}. Raise memory / memory_limit, or lower the batch size or the data size."
                     + _tail_block(tail)
                 )
-            return (
-                f"{where} failed: container {self.base_container_name!r} exited with code {code} ({reason})."
-                + _tail_block(tail)
+            lines = [line for line in tail.splitlines() if line.strip()]
+            return self.training_error(
+                code, lines, f"pod {pod.metadata.namespace}/{pod.metadata.name} ({reason})"
             )
         scheduled = next((c for c in status.conditions or [] if c.type == "PodScheduled"), None)
         if scheduled is not None and scheduled.status != "True":
@@ -383,6 +387,7 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
         )
 
     def _log_tail(self, pod: k8s.V1Pod) -> str:
+        """The container's last lines (its termination message holds them too once the pod is gone)."""
         try:
             text = self.client.read_namespaced_pod_log(
                 name=pod.metadata.name,
@@ -404,14 +409,7 @@ class KubernetesTrainModelOperator(KubernetesPodOperator):
     def _publish_result(
         self, context: Context, spec: TrainingSpec, identity: AirflowIdentity, hook: MlflowHook
     ) -> dict[str, Any]:
-        from airflow_mlops.core.training_result import find_training_run
-
-        identity = self._pod_identity(identity)
-        with hook.session() as client:
-            result = find_training_run(client, experiment_name=spec.experiment, identity=identity)
-        summary = result.to_xcom(hook.ui_url)
-        self.log.info("Training run %s logged model %s: %s", result.run_id, result.model_uri, result.metrics)
-        push_link(context, MlflowTrainingRunLink, summary.get("run_url"))
+        summary = self.resolve_training_result(context, hook, spec, self._pod_identity(identity))
         # KPO's own do_xcom_push means "read /airflow/xcom/return.json through a sidecar"; the result comes from
         # MLflow instead, so it is pushed here, the way KPO pushes on its failure path.
         self._push_xcom_with_fan_out(context["ti"], summary)

@@ -222,7 +222,7 @@ def test_gpu_training_pod_logs_run_to_mlflow_and_keeps_the_secret_out(
     assert run.data.tags[TAG_TI_KEY] == f"k8s_train_gpu/{dag_run.run_id}/train/-1"
     assert run.data.tags[TAG_DATASET_URI] == str(dataset) and run.data.tags["team"] == "k8s_train_gpu"
     assert result["model_uri"].startswith("models:/")
-    assert result["run_url"] in str(_raw_xcom(dag_run, "train", "mlflow_run_url"))  # the extra link's URL
+    assert result["run_url"] in str(_raw_xcom(dag_run, "train", "mlops_training_run_url"))  # the extra link
 
     (body,) = k8s.created_pod_bodies()
     spec, container = body["spec"], _container(body)
@@ -311,14 +311,13 @@ def test_trainer_exit_code_and_last_log_lines_fail_the_task(
     # The spec passes the static checks, but the data has no such column: only the trainer can tell.
     dag = _train_dag("k8s_bad_target", _spec(dataset, "k8s-bad-target", target="no_such_label"))
     error = _error(run_dag(dag, expect="failed"))
-    assert "exited with code 2" in error and "Last log lines of the container" in error
-    assert "no_such_label" in error
+    assert "TrainingSpecError: the trainer rejected the spec or data" in error and "no_such_label" in error
 
 
 def test_forced_nonzero_exit(airflow_db: Path, mlflow_server: Any, k8s: K8sEmulator, dataset: Path) -> None:
     k8s.inject(Fault.exit(3, after_s=0.3))
     error = _error(run_dag(_train_dag("k8s_exit_3", _spec(dataset, "k8s-exit")), expect="failed"))
-    assert "exited with code 3 (Error)" in error
+    assert "(Error) exited with code 3" in error and "Last output lines" in error
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
@@ -340,3 +339,35 @@ def test_invalid_spec_fails_before_any_pod_is_created(
     error = _error(run_dag(_train_dag("k8s_bad_spec", spec), expect="failed"))
     assert "TrainingSpecError" in error and "sklearn.linear_model.Nope" in error
     assert k8s.requests == []  # the cluster was never called
+
+
+def test_spot_reclaimed_pod_is_retried_and_resumes_from_its_checkpoint(
+    airflow_db: Path, mlflow_server: Any, k8s: K8sEmulator, dataset: Path, tmp_path: Path
+) -> None:
+    """The cost lever of spot GPUs: the pod dies after epoch 2, Airflow's retry resumes at epoch 3."""
+    from datetime import timedelta
+
+    from mlflow import MlflowClient
+
+    from airflow_mlops.core.training_spec import TAG_RESUMED_FROM_EPOCH
+
+    epochs = 4
+    k8s.inject(Fault.deleted(after_log=f"epoch 2/{epochs}"))
+    spec = _spec(
+        dataset,
+        "k8s-spot",
+        model={"family": "torch_mlp", "params": {"hidden_layers": [16], "epochs": epochs, "patience": 10}},
+        checkpoint_uri=str(tmp_path / "checkpoints" / "spot.pt"),
+    )
+    dag = _train_dag("k8s_spot_resume", spec, gpu_count=1, retries=1, retry_delay=timedelta(0))
+    dag_run = run_dag(dag)
+
+    assert len(k8s.created_pod_bodies()) == 2
+    first, second = k8s.all_pods
+    assert first.status["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
+    assert "Resuming from the checkpoint of epoch 2" in k8s.pod_logs(second.name)
+    result = xcom(dag_run, "train")
+    run = MlflowClient(mlflow_server.url).get_run(result["run_id"])
+    assert run.data.tags[TAG_RESUMED_FROM_EPOCH] == "2"
+    history = MlflowClient(mlflow_server.url).get_metric_history(result["run_id"], "epoch_train_loss")
+    assert sorted(m.step for m in history) == list(range(1, epochs + 1))

@@ -51,7 +51,7 @@ def _pod(op: Any) -> dict[str, Any]:
 
     from airflow_mlops.hooks.mlflow import MlflowHook
 
-    op.prepare_pod(op.load_spec(), IDENTITY, MlflowHook(op.mlflow_conn_id or "mlflow_plain"))
+    op.prepare_pod(op.load_spec(IDENTITY), IDENTITY, MlflowHook(op.mlflow_conn_id or "mlflow_plain"))
     pod = op.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)
 
@@ -72,8 +72,9 @@ def test_gpu_pod_spec_has_resources_toleration_selector_and_security() -> None:
     spec = pod["spec"]
     (container,) = spec["containers"]
     assert container["image"] == "registry.example/trainer:1.2"
-    assert container["command"] == ["python", "-m", "airflow_mlops.training"]
-    assert container["args"][0] == "--spec" and json.loads(container["args"][1])["experiment"] == "churn"
+    assert container["command"] == ["python"]
+    assert container["args"][:3] == ["-m", "airflow_mlops.training", "--spec"]
+    assert json.loads(container["args"][3])["experiment"] == "churn"
     assert container["resources"] == {
         "requests": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "2"},
         "limits": {"memory": "40Gi", "nvidia.com/gpu": "2"},
@@ -186,9 +187,9 @@ def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str
 def test_invalid_spec_is_rejected_by_load_spec() -> None:
     op = _op(training={**SPEC, "model": {"family": "sklearn", "estimator": "sklearn.linear_model.Nope"}})
     with pytest.raises(TrainingSpecError, match="sklearn.linear_model.Nope"):
-        op.load_spec()
+        op.load_spec(IDENTITY)
     with pytest.raises(TrainingSpecError, match="validation_fraction"):
-        _op(training={**SPEC, "validation_fraction": 1.5}).load_spec()
+        _op(training={**SPEC, "validation_fraction": 1.5}).load_spec(IDENTITY)
 
 
 def test_template_fields_extend_kpo() -> None:
