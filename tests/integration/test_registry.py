@@ -114,10 +114,20 @@ def log_run(mlflow_server, tiny_model):
     return log
 
 
+@pytest.fixture(scope="module")
+def runs(log_run) -> dict[str, str]:
+    """Runs shared by the tests (each registers them under its own model name): base, worse, better."""
+    return {
+        "base": log_run({"val_auc": 0.80, "val_f1": 0.7}),
+        "worse": log_run({"val_auc": 0.805, "val_f1": 0.7}),
+        "better": log_run({"val_auc": 0.85, "val_f1": 0.7}),
+    }
+
+
 # ---------------------------------------------------------------- registration
-def test_registration_is_idempotent_per_key_and_carries_lineage(client, log_run):
+def test_registration_is_idempotent_per_key_and_carries_lineage(client, runs):
     name = _name("reg")
-    run_id = log_run({"val_auc": 0.8})
+    run_id = runs["base"]
     first = register_model_version(
         client, name=name, run_id=run_id, key="dag/run/register/-1", tags={"team": "ml"}
     )
@@ -159,12 +169,12 @@ def test_bad_sources_fail_clearly_and_create_nothing(client, log_run):
     assert client.search_registered_models(f"name = '{name}'") == []
 
 
-def test_concurrent_registrations_with_one_key_end_with_one_version(client, log_run, mlflow_server):
+def test_concurrent_registrations_with_one_key_end_with_one_version(client, runs, mlflow_server):
     """Eight threads, each with its own client (as separate workers would), register with the same key at once."""
     from mlflow import MlflowClient
 
     name = _name("race")
-    run_id = log_run({"val_auc": 0.8})
+    run_id = runs["base"]
     register_model_version(client, name=name, run_id=run_id, key="warm-up")  # the registered model exists
     for round_no in range(2):
         key = f"dag/run/register/{round_no}"
@@ -192,10 +202,10 @@ def test_concurrent_registrations_with_one_key_end_with_one_version(client, log_
         assert [str(mv.version) for mv in kept] == [results[0].version]
 
 
-def test_duplicates_left_by_a_race_are_settled_lowest_wins(client, log_run):
+def test_duplicates_left_by_a_race_are_settled_lowest_wins(client, runs):
     """Two versions with one key (what two racers leave before they re-check): the lowest stays."""
     name = _name("settle")
-    run_id = log_run({"val_auc": 0.8})
+    run_id = runs["base"]
     register_model_version(client, name=name, run_id=run_id)
     src = resolve_model_source(client, run_id=run_id)
     value = registration_key(name, "k", src.source)
@@ -220,11 +230,11 @@ def test_duplicates_left_by_a_race_are_settled_lowest_wins(client, log_run):
 
 
 # ---------------------------------------------------------------- the gate, history and rollback
-def test_champion_story_gate_history_and_rollback(client, log_run):
+def test_champion_story_gate_history_and_rollback(client, runs):
     name = _name("story")
-    v1 = register_model_version(client, name=name, run_id=log_run({"val_auc": 0.80}), key="k1").version
-    v2 = register_model_version(client, name=name, run_id=log_run({"val_auc": 0.805}), key="k2").version
-    v3 = register_model_version(client, name=name, run_id=log_run({"val_auc": 0.85}), key="k3").version
+    v1 = register_model_version(client, name=name, run_id=runs["base"], key="k1").version
+    v2 = register_model_version(client, name=name, run_id=runs["worse"], key="k2").version
+    v3 = register_model_version(client, name=name, run_id=runs["better"], key="k3").version
 
     first = promote_if_better(client, name, v1, RULES, by="dag/a/gate/-1")
     assert first.promoted and first.champion_version == v1 and first.previous_champion_version is None
@@ -272,11 +282,9 @@ def test_champion_story_gate_history_and_rollback(client, log_run):
     assert rollback_alias(client, name, "champion", version=v3, by="dag/f/rollback/-1").version == v3
 
 
-def test_gate_bad_input_moves_nothing(client, log_run):
+def test_gate_bad_input_moves_nothing(client, runs):
     name = _name("gatebad")
-    v1 = register_model_version(
-        client, name=name, run_id=log_run({"val_auc": 0.9, "val_f1": 0.8}), key="k"
-    ).version
+    v1 = register_model_version(client, name=name, run_id=runs["base"], key="k").version
     with pytest.raises(GateRuleError) as info:
         promote_if_better(client, name, v1, [{"metric": "val_acc", "min": 0.5}])
     assert (
@@ -296,7 +304,7 @@ def test_gate_bad_input_moves_nothing(client, log_run):
 
 
 # ---------------------------------------------------------------- operators in real DAG runs
-def test_register_and_gate_operators_in_dag_runs(airflow_db, client, log_run):
+def test_register_and_gate_operators_in_dag_runs(airflow_db, client, runs):
     from airflow.sdk import DAG
 
     from airflow_mlops.operators.mlflow import (
@@ -324,16 +332,16 @@ def test_register_and_gate_operators_in_dag_runs(airflow_db, client, log_run):
         )
         register >> gate
 
-    good = log_run({"val_auc": 0.9})
+    good = runs["base"]
     first = run_dag(dag, conf={"run_id": good})
-    registered = xcom(first, "register")
-    assert registered == {
+    # try 1 registered then crashed; try 2 found that version instead of creating another
+    assert xcom(first, "register") == {
         "name": name,
         "version": "1",
         "run_id": good,
         "model_uri": f"models:/{name}/1",
         "created": False,
-    }  # fmt: skip  (try 2 found the version try 1 created)
+    }
     assert len(client.search_model_versions(f"name = '{name}'")) == 1
     tags = client.get_model_version(name, "1").tags
     assert tags[TAG_DAG_ID] == "registry_ops" and tags[TAG_TASK_ID] == "register"
@@ -344,14 +352,14 @@ def test_register_and_gate_operators_in_dag_runs(airflow_db, client, log_run):
     )
     assert "/#/experiments/" in _xcom_str(first, "register", key="mlflow_run_url")
 
-    worse = run_dag(dag, conf={"run_id": log_run({"val_auc": 0.85})}, expect="failed")
+    worse = run_dag(dag, conf={"run_id": runs["worse"]}, expect="failed")
     assert task_states(worse)["gate"] == "failed"
     assert "rejected by the gate" in worse.task_errors["gate"] and "min_delta" in worse.task_errors["gate"]
     assert xcom(worse, "gate")["decision"] == "rejected"
     assert get_alias_version(client, name, "champion") == "1"
     assert get_alias_version(client, name, "challenger") == "2"
 
-    better = run_dag(dag, conf={"run_id": log_run({"val_auc": 0.95})})
+    better = run_dag(dag, conf={"run_id": runs["better"]})
     assert xcom(better, "gate")["previous_champion_version"] == "1"
     assert get_alias_version(client, name, "champion") == "3"
 
@@ -378,9 +386,7 @@ def test_operator_arguments_fail_at_parse_time():
     assert templated.rules == "{{ params.rules }}"
 
 
-def test_deferrable_sensor_fires_when_another_task_moves_the_alias(
-    airflow_db, client, log_run, mlflow_server
-):
+def test_deferrable_sensor_fires_when_another_task_moves_the_alias(airflow_db, client, runs, mlflow_server):
     """
     ``arm_mover`` (upstream of the sensor) starts a mover that waits until the sensor has deferred, then moves
     ``champion`` from v1 to v2 with MlflowSetModelAliasOperator's core call. The sensor's pre-check saw v1 (else it
@@ -395,7 +401,7 @@ def test_deferrable_sensor_fires_when_another_task_moves_the_alias(
     from airflow_mlops.sensors.mlflow import MlflowModelAliasSensor
 
     name = _name("sensor")
-    run_id = log_run({"val_auc": 0.9})
+    run_id = runs["base"]
     v1 = register_model_version(client, name=name, run_id=run_id, key="a").version
     v2 = register_model_version(client, name=name, run_id=run_id, key="b").version
     set_alias(client, name, "champion", v1)
@@ -435,14 +441,14 @@ def test_deferrable_sensor_fires_when_another_task_moves_the_alias(
     assert _xcom_str(dag_run, "wait", key="mlflow_model_version_url").endswith(f"/versions/{v2}")
 
 
-def test_sensor_returns_at_once_when_alias_already_moved(airflow_db, client, log_run):
+def test_sensor_returns_at_once_when_alias_already_moved(airflow_db, client, runs):
     from airflow.sdk import DAG
 
     from airflow_mlops.operators.mlflow import MlflowSetModelAliasOperator
     from airflow_mlops.sensors.mlflow import MlflowModelAliasSensor
 
     name = _name("poke")
-    run_id = log_run({"val_auc": 0.9})
+    run_id = runs["base"]
     v1 = register_model_version(client, name=name, run_id=run_id, key="a").version
     with DAG(f"registry_poke_{uuid.uuid4().hex[:6]}", schedule=None, start_date=START, catchup=False) as dag:
         move = MlflowSetModelAliasOperator(
