@@ -1,4 +1,4 @@
-"""Training checkpoints: one file per training, replaced atomically after every epoch.
+"""Training checkpoints (torch is imported only when one is read or written): one file per training, replaced atomically after every epoch.
 
 A checkpoint is a plain ``torch.save`` dict (tensors, numbers, strings, lists) loaded with
 ``weights_only=True``. It records whose it is (task instance key, spec hash, data fingerprint) so a
@@ -11,8 +11,6 @@ import hashlib
 import io
 import logging
 from typing import Any
-
-import torch
 
 from airflow_mlops.core.storage import atomic_local_path, get_fs
 from airflow_mlops.exceptions import TrainingFailed
@@ -28,12 +26,16 @@ def spec_hash(spec_json: str) -> str:
 
 def save_checkpoint(uri: str, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``uri`` so that readers see the previous or the new checkpoint, never a torn one."""
+    import torch
+
     with atomic_local_path(uri, suffix=".pt") as tmp:
         torch.save({"format": FORMAT_VERSION, **payload}, tmp)
 
 
 def load_checkpoint(uri: str) -> dict[str, Any] | None:
     """The checkpoint at ``uri``, or None when there is none."""
+    import torch
+
     fs, path = get_fs(uri)
     if not fs.exists(path):
         return None

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -210,14 +211,17 @@ def log_torch_model(
         config_path = os.path.join(tmp, "config.json")
         with open(config_path, "w") as handle:
             json.dump(config, handle, default=_plain)
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=torch_model.__file__,
-            artifacts={"weights": weights, "config": config_path},
-            signature=signature,
-            input_example=x_example,
-            pip_requirements=pinned("torch", "mlflow", "numpy", "pandas"),
-        )
+        with warnings.catch_warnings():
+            # The wrapper's predict has no type hints on purpose (the signature comes from the data).
+            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=torch_model.__file__,
+                artifacts={"weights": weights, "config": config_path},
+                signature=signature,
+                input_example=x_example,
+                pip_requirements=pinned("torch", "mlflow", "numpy", "pandas"),
+            )
     return str(info.model_uri)
 
 

@@ -6,10 +6,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities import Metric
-
 from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.training_result import model_uri_of
 from airflow_mlops.core.training_spec import (
@@ -20,7 +16,6 @@ from airflow_mlops.core.training_spec import (
 )
 from airflow_mlops.exceptions import TrainingSpecError
 from airflow_mlops.training import checkpoint as ckpt
-from airflow_mlops.training import mlflow_logging as mlog
 from airflow_mlops.training.data import PreparedData, load_and_split
 
 log = logging.getLogger(__name__)
@@ -39,7 +34,10 @@ class RunOutcome:
 
 
 def run_training(spec: TrainingSpec, identity: AirflowIdentity | None = None) -> RunOutcome:
-    """Train ``spec`` and log everything to the active MLflow tracking server (``MLFLOW_*`` env)."""
+    """Train ``spec`` and log everything to the active MLflow tracking server (``MLFLOW_*`` env).
+
+    Data and spec problems surface before MLflow (or torch) is imported, so bad input fails fast.
+    """
     spec.validate_static(check_estimator=False)
     spec_json = spec.to_json()
     estimator = None
@@ -61,6 +59,10 @@ def run_training(spec: TrainingSpec, identity: AirflowIdentity | None = None) ->
         data.task.value,
         metrics,
     )
+
+    import mlflow
+
+    from airflow_mlops.training import mlflow_logging as mlog
 
     experiment_id = mlog.ensure_experiment(spec.experiment)
     reusable = mlog.find_reusable_run(experiment_id, identity, spec_json, data.fingerprint)
@@ -141,6 +143,9 @@ def _train_torch(
     ti_key: str,
     digest: str,
 ) -> tuple[dict[str, float], str, int]:
+    import mlflow
+
+    from airflow_mlops.training import mlflow_logging as mlog
     from airflow_mlops.training.torch_model import predict_frame
     from airflow_mlops.training.torch_trainer import train_mlp
 
@@ -207,6 +212,8 @@ def _check_task(spec: TrainingSpec, data: PreparedData, estimator: Any | None) -
 def _run_exists(run_id: Any) -> bool:
     if not run_id:
         return False
+    from mlflow import MlflowClient
+
     try:
         run = MlflowClient().get_run(str(run_id))
     except Exception:
@@ -218,6 +225,9 @@ def _log_missing_epochs(run_id: str, history: list[dict[str, Any]]) -> None:
     """Log epochs a killed process checkpointed but did not get to log (no step is ever logged twice)."""
     if not history:
         return
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
     client = MlflowClient()
     logged = {m.step for m in client.get_metric_history(run_id, "epoch_train_loss")}
     missing = [h for h in history if h["epoch"] not in logged]
