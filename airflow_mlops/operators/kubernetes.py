@@ -15,6 +15,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from kubernetes.client import models as k8s
 from kubernetes.client.exceptions import ApiException
 
+from airflow_mlops.core.training_spec import ModelFamily, TrainingSpec
 from airflow_mlops.exceptions import ConnectionConfigError, MlopsConfigError, MlopsError, TrainingFailed
 from airflow_mlops.operators.common import identity_from_context
 from airflow_mlops.operators.training import MlflowTrainingRunLink, TrainingOperatorMixin
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
     from airflow_mlops.core.lineage import AirflowIdentity
-    from airflow_mlops.core.training_spec import TrainingSpec
     from airflow_mlops.hooks.mlflow import MlflowHook
 
 INTERPRETER = ["python"]
@@ -172,6 +172,8 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
             )
             mounts.append(k8s.V1VolumeMount(name="mlops-dshm", mount_path="/dev/shm"))
         kwargs["volumes"], kwargs["volume_mounts"] = volumes, mounts
+        if isinstance(training, TrainingSpec):
+            training = training.to_dict()  # templates render plain data
         super().__init__(
             image=image,
             kubernetes_conn_id=kubernetes_conn_id,
@@ -191,6 +193,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
 
     # ------------------------------------------------------------------ execution
     def execute(self, context: Context) -> Any:
+        self._resolve_kubernetes_conn_id()
         identity = identity_from_context(context)
         spec = self.load_spec(identity)
         hook = self.mlflow_hook()
@@ -209,6 +212,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the deferrable trigger: the same failure translation and run lookup as ``execute``."""
+        self._resolve_kubernetes_conn_id()
         identity = identity_from_context(context)
         spec = self.load_spec(identity)
         pod_ref = k8s.V1Pod(
@@ -226,11 +230,10 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
         """
         from airflow_mlops.settings import get_settings
 
-        remote = "://" in get_settings().storage_base_uri and not get_settings().storage_base_uri.startswith(
-            "file://"
-        )
+        base = get_settings().storage_base_uri
+        remote = "://" in base and not base.startswith("file://")
         spec = self.build_training_spec(identity, default_checkpoint=remote)
-        if spec.model.family.value == "torch_mlp" and not spec.checkpoint_uri:
+        if spec.model.family is ModelFamily.TORCH_MLP and not spec.checkpoint_uri:
             self.log.warning(
                 "No checkpoint_uri for the MLP of task %r: a retried pod (spot reclaim, eviction) starts from "
                 "epoch 1. Give the spec a checkpoint_uri on object storage, or set [mlops] storage_base_uri to one.",
@@ -242,11 +245,15 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
         """Set the KPO arguments that depend on the run: image, entrypoint arguments, env."""
         from airflow_mlops.settings import get_settings
 
-        settings = get_settings()
-        self.image = self.image or settings.training_image
-        self.kubernetes_conn_id = self.kubernetes_conn_id or settings.kubernetes_conn_id
+        self.image = self.image or get_settings().training_image
         self.arguments = self.training_arguments(spec)
         self.env_vars = [*self._user_env(), *self._training_env(identity, hook)]
+
+    def _resolve_kubernetes_conn_id(self) -> None:
+        if not self.kubernetes_conn_id:
+            from airflow_mlops.settings import get_settings
+
+            self.kubernetes_conn_id = get_settings().kubernetes_conn_id
 
     def _user_env(self) -> list[k8s.V1EnvVar]:
         env = self.env_vars

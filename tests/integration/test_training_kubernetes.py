@@ -371,3 +371,22 @@ def test_spot_reclaimed_pod_is_retried_and_resumes_from_its_checkpoint(
     assert run.data.tags[TAG_RESUMED_FROM_EPOCH] == "2"
     history = MlflowClient(mlflow_server.url).get_metric_history(result["run_id"], "epoch_train_loss")
     assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+
+
+def test_missing_mlflow_secret_fails_with_the_kubelet_reason(
+    airflow_db: Path, mlflow_server: Any, k8s: K8sEmulator, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_K8S", mlflow_server.connection_json(extra={"token": CANARY_TOKEN})
+    )
+    dag = _train_dag(
+        "k8s_missing_secret",
+        _spec(dataset, "k8s-missing-secret"),
+        mlflow_conn_id="mlflow_k8s",
+        mlflow_secret_name="not-created",
+        startup_timeout_seconds=2,
+    )
+    error = _error(run_dag(dag, expect="failed"))
+    assert "never started its container: CreateContainerConfigError" in error
+    assert 'secret "not-created" not found' in error
+    assert k8s.all_pods[0].proc is None
