@@ -34,9 +34,8 @@ class XComUrlLink(BaseOperatorLink):
 
 
 def push_link(context: Context, link: type[XComUrlLink], url: str | None) -> None:
-    """Store ``url`` where ``link`` will read it (no-op for an empty URL)."""
-    if url:
-        context["ti"].xcom_push(key=link.xcom_url_key, value=url)
+    """Store ``url`` where ``link`` will read it; an empty string when there is no URL (the link is hidden)."""
+    context["ti"].xcom_push(key=link.xcom_url_key, value=url or "")
 
 
 def report_view_url(report_uri: str) -> str:

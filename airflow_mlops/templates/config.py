@@ -36,9 +36,11 @@ class ValidationConfig:
         Empty means no validation step.
     :param on_failure: ``fail`` (stop the DAG), ``warn`` (log and go on) or ``skip`` (skip downstream tasks).
     :param allow_empty: whether an empty dataset passes.
+    :param batch_suite: the suite for scoring batches (they have no target column); empty means none.
     """
 
     suite: str | list[dict[str, Any]] | None = None
+    batch_suite: str | list[dict[str, Any]] | None = None
     on_failure: Literal["fail", "warn", "skip"] = "fail"
     allow_empty: bool = False
 
@@ -91,11 +93,14 @@ class GateConfig:
         "greater_is_better": true}``.
     :param floors: absolute bounds, e.g. ``{"metric": "val_roc_auc", "min": 0.8}``.
     :param on_reject: ``succeed`` (keep the champion, DAG succeeds), ``skip`` or ``fail``.
+    :param pool: Airflow pool for the alias moves. Create a one-slot pool (``airflow pools set
+        mlops_promotion 1 "champion alias moves"``) and name it here so two runs never interleave a promotion.
     """
 
     rules: list[dict[str, Any]] = field(default_factory=list)
     floors: list[dict[str, Any]] = field(default_factory=list)
     on_reject: Literal["succeed", "skip", "fail"] = "succeed"
+    pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,12 +122,27 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class RetrainPolicyConfig:
-    """When confirmed drift may start a retrain (state lives in MLflow, see docs/drift.md)."""
+    """When confirmed drift may start a retrain (state lives in MLflow, see docs/drift.md).
 
-    cooldown_hours: float = 24.0
+    :param persistence: drift must be seen on this many consecutive checks.
+    :param cooldown: no new retrain for this long after the last one (seconds or ``"12h"``, ``"1d"``).
+    :param max_retrains: at most this many retrains per ``window`` (0 = no limit).
+    :param window: the budget's sliding window (seconds or ``"7d"``).
+    """
+
     persistence: int = 1
+    cooldown: str | float = "1d"
     max_retrains: int = 3
-    window_hours: float = 168.0
+    window: str | float = "7d"
+
+    def __post_init__(self) -> None:
+        from airflow_mlops.core.policy import RetrainingPolicy
+        from airflow_mlops.exceptions import MlopsConfigError
+
+        try:
+            RetrainingPolicy.from_obj(dataclasses.asdict(self))
+        except MlopsConfigError as err:
+            raise _fail("drift.policy", str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -148,9 +168,15 @@ class DriftConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Data locations. ``train_uri`` is what training reads (templated)."""
+    """Data locations (templated).
+
+    :param train_uri: what the training DAG reads.
+    :param retrain_uri: what the drift-triggered retraining reads (default: ``train_uri``): the newest
+        labelled data.
+    """
 
     train_uri: str = ""
+    retrain_uri: str | None = None
 
 
 @dataclass(frozen=True)

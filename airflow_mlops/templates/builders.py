@@ -1,0 +1,343 @@
+"""Turn a :class:`~airflow_mlops.templates.config.LifecycleConfig` into Airflow objects, in one place.
+
+Three DAGs per model, each built from TaskGroup builders that a company DAG can also embed on its own:
+
+* ``<model>_training``: validate the training data -> train -> register -> gate (promote or keep champion);
+* ``<model>_inference``: validate the batch -> score with the champion -> drift check (emits the drift Asset);
+* ``<model>_retraining``: scheduled on the model's drift Asset; the training steps on the newest data.
+
+Operators are imported here at module level (they are cheap); the Kubernetes operator is imported only when a
+config asks for the ``kubernetes`` backend, because the provider module costs ~3 s to import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, Param, TaskGroup, chain
+
+from airflow_mlops.core.lineage import TAG_VALIDATION, TAG_VALIDATION_REPORT
+from airflow_mlops.templates.config import LifecycleConfig
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
+START_DATE = datetime(2026, 1, 1)
+VALIDATE_TASK = "validate_data"
+TRAIN_TASK = "train"
+REGISTER_TASK = "register"
+PROMOTE_TASK = "promote"
+FORCE_TASK = "force_promote"
+SCORE_TASK = "score"
+DRIFT_TASK = "detect_drift"
+
+
+# --------------------------------------------------------------------------------------------------- macros
+def training_spec_json(
+    cfg_json: str, params: Mapping[str, Any] | None, train_uri: str, validation: Any = None
+) -> str:
+    """
+    The training spec of one run as JSON: the config's spec with the run's training data URI (already
+    rendered), the run's hyperparameter Params on top, and the validation summary attached as lineage tags.
+    Used as the template macro ``mlops_training_spec``.
+    """
+    spec: dict[str, Any] = json.loads(cfg_json)
+    params = dict(params or {})
+    spec["dataset_uri"] = str(train_uri).strip()
+    overrides = params.get("hyperparameters") or {}
+    if overrides:
+        model = dict(spec.get("model") or {})
+        model["params"] = {**(model.get("params") or {}), **overrides}
+        spec["model"] = model
+    if isinstance(validation, Mapping):
+        tags = dict(spec.get("tags") or {})
+        tags[TAG_VALIDATION] = json.dumps(_validation_tag(validation), sort_keys=True)
+        report = validation.get("report_html_uri") or validation.get("report_uri")
+        if report:
+            tags[TAG_VALIDATION_REPORT] = str(report)
+        spec["tags"] = tags
+    return json.dumps(spec, sort_keys=True)
+
+
+def _validation_tag(summary: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("success", "status", "suite", "evaluated", "unsuccessful", "rows", "fingerprint", "dataset_uri")
+    return {k: summary[k] for k in keep if k in summary}
+
+
+def storage_uri(*parts: str) -> str:
+    """``[mlops] storage_base_uri`` joined with ``parts``: the template macro ``mlops_storage``."""
+    from airflow_mlops.core.storage import join_uri
+    from airflow_mlops.settings import get_settings
+
+    return join_uri(get_settings().storage_base_uri, *parts)
+
+
+def _param_or(param: str, default_template: str) -> str:
+    """A template that renders the run's Param when set, else the config's (itself templated) value."""
+    return (
+        "{% if params." + param + " %}{{ params." + param + " }}{% else %}" + default_template + "{% endif %}"
+    )
+
+
+def _xcom(group_id: str | None, task_id: str, key: str | None = None) -> str:
+    """Jinja expression pulling a task's return value (or one key of it) inside the same DAG run."""
+    full = f"{group_id}.{task_id}" if group_id else task_id
+    pull = f"ti.xcom_pull(task_ids='{full}')"
+    return "{{ " + (f"{pull}['{key}']" if key else pull) + " }}"
+
+
+# ------------------------------------------------------------------------------------------ stage builders
+def build_validation_task(
+    cfg: LifecycleConfig, *, task_id: str = VALIDATE_TASK, dataset_uri: str | None = None, batch: bool = False
+) -> BaseOperator | None:
+    """The Great Expectations step for the training data (or, with ``batch``, a scoring batch)."""
+    suite = cfg.validation.batch_suite if batch else cfg.validation.suite
+    if not suite:
+        return None
+    from airflow_mlops.operators.validation import GXValidateDatasetOperator
+
+    return GXValidateDatasetOperator(
+        task_id=task_id,
+        dataset_uri=dataset_uri or cfg.data.train_uri,
+        suite=suite,
+        on_failure=cfg.validation.on_failure,
+        allow_empty=cfg.validation.allow_empty,
+    )
+
+
+def build_training_task(cfg: LifecycleConfig, *, group_id: str | None, validated: bool) -> BaseOperator:
+    """The training step on the configured backend, its spec rendered per run by :func:`training_spec_json`."""
+    base = {"experiment": cfg.experiment_name, **cfg.training.spec}
+    validation = f", ti.xcom_pull(task_ids='{group_id + '.' if group_id else ''}{VALIDATE_TASK}')"
+    training = (
+        "{% set train_uri %}" + _param_or("train_uri", cfg.data.train_uri) + "{% endset %}"
+        "{{ mlops_training_spec(" + repr(json.dumps(base, sort_keys=True)) + ", params, train_uri"
+        + (validation if validated else "") + ") }}"
+    )  # fmt: skip
+    common: dict[str, Any] = {
+        "task_id": TRAIN_TASK,
+        "training": training,
+        "mlflow_conn_id": cfg.mlflow_conn_id,
+        "retries": cfg.training.retries,
+        "retry_delay": timedelta(seconds=30),
+    }
+    if cfg.training.backend == "kubernetes":
+        from airflow_mlops.operators.kubernetes import KubernetesTrainModelOperator
+
+        k8s = cfg.training.kubernetes
+        return KubernetesTrainModelOperator(
+            **common,
+            image=k8s.image,
+            namespace=k8s.namespace,
+            kubernetes_conn_id=k8s.kubernetes_conn_id,
+            gpu_count=k8s.gpu_count,
+            gpu_type=k8s.gpu_type,
+            gpu_resource=k8s.gpu_resource,
+            cpu=k8s.cpu_request,
+            memory=k8s.memory_request,
+            mlflow_secret_name=k8s.mlflow_secret_name,
+            deferrable=k8s.deferrable,
+            schedule_timeout_seconds=k8s.schedule_timeout_seconds,
+        )
+    from airflow_mlops.operators.training import LocalTrainModelOperator
+
+    return LocalTrainModelOperator(**common)
+
+
+def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") -> TaskGroup:
+    """validate -> train -> register -> promote (+ an optional forced promotion from the run's Params)."""
+    from airflow_mlops.operators.mlflow import (
+        MlflowPromoteModelOperator,
+        MlflowRegisterModelOperator,
+        MlflowSetModelAliasOperator,
+    )
+    from airflow_mlops.settings import get_settings
+
+    with TaskGroup(group_id=group_id, tooltip=f"Train and gate {cfg.model_name}") as group:
+        validate = build_validation_task(cfg, dataset_uri=_param_or("train_uri", cfg.data.train_uri))
+        train = build_training_task(cfg, group_id=group_id, validated=validate is not None)
+        register = MlflowRegisterModelOperator(
+            task_id=REGISTER_TASK,
+            name=cfg.model_name,
+            run_id=_xcom(group_id, TRAIN_TASK, "run_id"),
+            mlflow_conn_id=cfg.mlflow_conn_id,
+        )
+        rules = [*cfg.gate.rules, *cfg.gate.floors]
+        promote = MlflowPromoteModelOperator(
+            task_id=PROMOTE_TASK,
+            name=cfg.model_name,
+            version=_xcom(group_id, REGISTER_TASK, "version"),
+            rules=rules,
+            on_reject=cfg.gate.on_reject,
+            mlflow_conn_id=cfg.mlflow_conn_id,
+            pool=cfg.gate.pool,
+        )
+        force = MlflowSetModelAliasOperator(
+            task_id=FORCE_TASK,
+            name=cfg.model_name,
+            alias=get_settings().champion_alias,
+            version=_xcom(group_id, REGISTER_TASK, "version"),
+            reason="forced from the UI: {{ params.force_reason }}",
+            mlflow_conn_id=cfg.mlflow_conn_id,
+            pool=cfg.gate.pool,
+        )
+        gate_check = _forced_check(group_id)
+        chain(*(t for t in (validate, train, register, promote) if t is not None))
+        promote >> gate_check >> force  # type: ignore[operator]
+    return group
+
+
+def build_inference_group(cfg: LifecycleConfig, *, group_id: str = "inference") -> TaskGroup:
+    """validate the batch -> score with the champion -> drift check (which may emit the drift Asset)."""
+    from airflow_mlops.operators.drift import EvidentlyDetectDriftOperator
+    from airflow_mlops.operators.inference import BatchInferenceOperator
+
+    input_uri = _param_or("input_uri", cfg.inference.input_uri)
+    output_uri = _param_or("output_uri", cfg.inference.output_uri)
+    with TaskGroup(group_id=group_id, tooltip=f"Score a batch with {cfg.model_name}") as group:
+        validate = build_validation_task(cfg, task_id="validate_batch", dataset_uri=input_uri, batch=True)
+        score = BatchInferenceOperator(
+            task_id=SCORE_TASK,
+            model_uri="models:/" + cfg.model_name + "@{{ params.model_alias }}",
+            input_uri=input_uri,
+            output_uri=output_uri,
+            passthrough_columns=list(cfg.inference.passthrough_columns),
+            batch_size=cfg.inference.batch_size,
+            mlflow_conn_id=cfg.mlflow_conn_id,
+        )
+        steps: list[Any] = [validate, score]
+        if cfg.drift.enabled:
+            policy = dataclasses.asdict(cfg.drift.policy)
+            steps.append(
+                EvidentlyDetectDriftOperator(
+                    task_id=DRIFT_TASK,
+                    model_name=cfg.model_name,
+                    model_version=_xcom(group_id, SCORE_TASK, "model_version"),
+                    current_uri=input_uri,
+                    reference_uri=cfg.drift.reference_uri,
+                    columns=cfg.drift.columns,
+                    drift_share=cfg.drift.threshold,
+                    sample_size=cfg.drift.sample_size,
+                    policy=policy,
+                    mlflow_conn_id=cfg.mlflow_conn_id,
+                )
+            )
+        chain(*(t for t in steps if t is not None))
+    return group
+
+
+def _forced_check(group_id: str) -> BaseOperator:
+    from airflow.providers.standard.operators.python import ShortCircuitOperator
+
+    def forced(params: Mapping[str, Any] | None = None, **_: Any) -> bool:
+        params = params or {}
+        if not params.get("force_promote"):
+            return False
+        if not str(params.get("force_reason") or "").strip():
+            from airflow_mlops.exceptions import MlopsConfigError
+
+            raise MlopsConfigError("force_promote is set but force_reason is empty; say why you force it.")
+        return True
+
+    return ShortCircuitOperator(
+        task_id="if_forced", python_callable=forced, ignore_downstream_trigger_rules=False
+    )
+
+
+# -------------------------------------------------------------------------------------------------- DAGs
+def _training_params(cfg: LifecycleConfig) -> dict[str, Param]:
+    return {
+        "train_uri": Param(
+            "", type="string", description=f"Training dataset URI (empty: {cfg.data.train_uri})"
+        ),
+        "hyperparameters": Param(
+            {}, type="object", description='Overrides of the model\'s params, e.g. {"max_iter": 300}'
+        ),
+        "force_promote": Param(False, type="boolean", description="Make this run's model champion anyway"),
+        "force_reason": Param("", type="string", description="Why (required with force_promote)"),
+    }
+
+
+def _dag_kwargs(cfg: LifecycleConfig, kind: str, description: str) -> dict[str, Any]:
+    return {
+        "dag_id": f"{cfg.dag_prefix}_{kind}",
+        "description": description,
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "tags": ["mlops", cfg.model_name, kind, *cfg.tags],
+        "default_args": {"owner": cfg.owner},
+        "user_defined_macros": {"mlops_training_spec": training_spec_json, "mlops_storage": storage_uri},
+        "render_template_as_native_obj": False,
+        "doc_md": f"{description}\n\nConfig: `{cfg.source or 'python'}`",
+    }
+
+
+def build_training_dag(cfg: LifecycleConfig) -> DAG:
+    with DAG(
+        schedule=cfg.schedule,
+        params=_training_params(cfg),
+        **_dag_kwargs(cfg, "training", f"Train, register and gate {cfg.model_name}"),
+    ) as dag:
+        build_training_group(cfg)
+    return dag
+
+
+def build_retraining_dag(cfg: LifecycleConfig) -> DAG:
+    from airflow_mlops.assets import drift_asset
+
+    retrain_cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, train_uri=cfg.data.retrain_uri or cfg.data.train_uri)
+    )
+    with DAG(
+        schedule=[drift_asset(cfg.model_name)],
+        params=_training_params(retrain_cfg),
+        **_dag_kwargs(retrain_cfg, "retraining", f"Retrain {cfg.model_name} when its drift Asset fires"),
+    ) as dag:
+        build_training_group(retrain_cfg)
+    return dag
+
+
+def build_inference_dag(cfg: LifecycleConfig) -> DAG:
+    from airflow_mlops.settings import get_settings
+
+    params = {
+        "input_uri": Param(
+            "", type="string", description=f"Batch to score (empty: {cfg.inference.input_uri})"
+        ),
+        "output_uri": Param(
+            "", type="string", description=f"Where predictions go (empty: {cfg.inference.output_uri})"
+        ),
+        "model_alias": Param(get_settings().champion_alias, type="string", minLength=1),
+    }
+    with DAG(
+        schedule=cfg.inference.schedule,
+        params=params,
+        **_dag_kwargs(cfg, "inference", f"Score a batch with {cfg.model_name} and check drift"),
+    ) as dag:
+        build_inference_group(cfg)
+    return dag
+
+
+Builder = Callable[[LifecycleConfig], DAG]
+BUILDERS: dict[str, Builder] = {
+    "training": build_training_dag,
+    "inference": build_inference_dag,
+    "retraining": build_retraining_dag,
+}
+
+
+def build_lifecycle(cfg: LifecycleConfig, *, include: tuple[str, ...] | None = None) -> dict[str, DAG]:
+    """Every DAG of a lifecycle, keyed by dag_id (inference only when ``inference.input_uri`` is set)."""
+    kinds = include or tuple(k for k in BUILDERS if k != "inference" or cfg.inference.input_uri)
+    dags = [BUILDERS[k](cfg) for k in kinds]
+    return {d.dag_id: d for d in dags}
+
+
+def dags_from_yaml(path: str) -> dict[str, DAG]:
+    """Load one lifecycle YAML file and build its DAGs (use from a DAG file: ``globals().update(...)``)."""
+    return build_lifecycle(LifecycleConfig.from_yaml(path))
