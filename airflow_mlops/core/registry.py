@@ -55,6 +55,7 @@ LINEAGE_RUN_TAGS = (TAG_DATASET_URI, TAG_DATASET_FINGERPRINT, TAG_VALIDATION, TA
 
 _ALIAS_RE = re.compile(r"^[\w\-]+$")
 _VERSION_ALIAS_RE = re.compile(r"^[vV]\d+$")
+_LOGGED_MODEL_URI = re.compile(r"^models:/m-[0-9a-f]+$")
 _MAX_REASON = 500
 _MAX_LISTED = 20
 
@@ -296,8 +297,8 @@ def resolve_model_source(
     Find what to register from a run id and/or a model URI; raises before anything is created.
 
     ``model_uri`` may be ``models:/m-<id>`` (a logged model, what training returns), ``runs:/<run>/<name>``,
-    ``models:/<name>/<version>`` (copy another version) or a plain artifact URI. With only ``run_id``, the run's
-    logged model named ``model`` (else its only / last logged model) is used.
+    ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` (copy another version), or an artifact URI.
+    With only ``run_id``, the run's logged model named ``model`` (else its only / last one) is used.
     """
     run_id = (run_id or "").strip() or None
     model_uri = (model_uri or "").strip() or None
@@ -329,10 +330,15 @@ def resolve_model_source(
         resolved = ModelSource(source=model_uri, run_id=logged.source_run_id or None, model_id=model_id)
     elif model_uri.startswith("models:/"):
         ref = model_uri[len("models:/") :]
-        src_name, _, src_version = ref.rpartition("/")
+        if "@" in ref:
+            src_name, _, src_alias = ref.rpartition("@")
+            src_version = require_alias_version(client, src_name, src_alias)
+        else:
+            src_name, _, src_version = ref.rpartition("/")
         if not src_name:
             raise MlopsConfigError(
-                f"model_uri {model_uri!r} is not a model version; use models:/<name>/<version> or models:/m-<id>."
+                f"model_uri {model_uri!r} is not a model version; use models:/<name>/<version>, "
+                "models:/<name>@<alias> or models:/m-<id>."
             )
         mv = get_model_version(client, src_name, check_version(src_version, what=f"version in {model_uri!r}"))
         resolved = ModelSource(
@@ -348,6 +354,9 @@ def resolve_model_source(
     if run_id and not resolved.run_id:
         _get_run(client, run_id)
         resolved = ModelSource(source=resolved.source, run_id=run_id, model_id=resolved.model_id)
+    if not resolved.model_id and _LOGGED_MODEL_URI.match(resolved.source):
+        # the server requires model_id with a models:/m-<id> source (version entities do not carry it)
+        resolved = ModelSource(resolved.source, resolved.run_id, resolved.source[len("models:/") :])
     return resolved
 
 

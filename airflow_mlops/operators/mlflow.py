@@ -197,7 +197,8 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     :param name: Registered model name (templated).
     :param version: Candidate version (templated).
     :param rules: List of rules ``{"metric", "min_delta", "greater_is_better", "min", "max"}`` or a JSON string
-        of it (templated). ``min_delta`` compares with the champion; ``min``/``max`` are absolute.
+        of it (templated). ``min_delta`` compares with the champion; ``min``/``max`` are absolute. Required;
+        ``[]`` promotes every candidate.
     :param on_reject: ``fail`` (default: the task fails with ModelGateRejected), ``skip`` (downstream skips) or
         ``succeed``.
     :param champion_alias: Default ``[mlops] champion_alias`` (templated).
@@ -219,7 +220,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
         *,
         name: str,
         version: str | int,
-        rules: Sequence[dict[str, Any]] | dict[str, Any] | str | None = None,
+        rules: Sequence[dict[str, Any]] | dict[str, Any] | str,
         on_reject: OnReject | str = OnReject.FAIL,
         champion_alias: str | None = None,
         challenger_alias: str | None = None,
@@ -233,7 +234,12 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
             raise MlopsConfigError(
                 f"{self.task_id}: on_reject={on_reject!r}; use one of {[m.value for m in OnReject]}."
             ) from None
-        if rules is not None and not _is_templated(rules):
+        if rules is None:
+            raise MlopsConfigError(
+                f"{self.task_id}: rules is required, e.g. [{{'metric': 'val_roc_auc', 'min_delta': 0.002}}]; "
+                "pass rules=[] to promote every candidate."
+            )
+        if not _is_templated(rules):
             from airflow_mlops.core.registry import parse_rules
 
             parse_rules(rules)  # a malformed literal rule fails when the DAG is parsed, not at 3 a.m.

@@ -280,6 +280,10 @@ def test_champion_story_gate_history_and_rollback(client, runs):
     with pytest.raises(ModelRegistryError, match="nothing to roll back to"):
         rollback_alias(client, name, "champion", by="dag/e/rollback/-1")
     assert rollback_alias(client, name, "champion", version=v3, by="dag/f/rollback/-1").version == v3
+    copied = register_model_version(
+        client, name=f"{name}-prod", model_uri=f"models:/{name}@champion", key="c"
+    )
+    assert (copied.version, copied.run_id) == ("1", runs["better"])
 
 
 def test_gate_bad_input_moves_nothing(client, runs):
@@ -380,6 +384,8 @@ def test_operator_arguments_fail_at_parse_time():
         MlflowPromoteModelOperator(task_id="g", name="m", version="1", rules=[{"metric": "val_auc"}])
     with pytest.raises(MlopsConfigError, match="on_reject='maybe'"):
         MlflowPromoteModelOperator(task_id="g", name="m", version="1", rules=RULES, on_reject="maybe")
+    with pytest.raises(MlopsConfigError, match="rules is required"):
+        MlflowPromoteModelOperator(task_id="g", name="m", version="1", rules=None)
     with pytest.raises(MlopsConfigError, match="pass run_id"):
         MlflowRegisterModelOperator(task_id="r", name="m")
     templated = MlflowPromoteModelOperator(task_id="g", name="m", version="1", rules="{{ params.rules }}")
