@@ -117,25 +117,31 @@ class SuiteSpec:
         return f"suite '{self.name}' ({self.source})"
 
 
-def load_suite(suite: SuiteLike, *, name: str | None = None, dataset_uri: str = "") -> SuiteSpec:
+def load_suite(
+    suite: SuiteLike, *, name: str | None = None, dataset_uri: str = "", quiet: bool = True
+) -> SuiteSpec:
     """
     Turn any accepted suite form into a :class:`SuiteSpec` without touching data.
 
     :param suite: path or URI of a GX suite JSON file; a list of ``{"type", "kwargs"}`` dicts; a suite dict
-        (``{"name", "expectations"}``, as GX writes it); or a callable returning a ``gx.ExpectationSuite``.
+        (``{"name", "expectations"}``, as GX writes it); a ``gx.ExpectationSuite``; or a callable returning one.
     :param name: overrides the suite's own name (inline lists are otherwise called ``inline``).
     :param dataset_uri: only used in error messages.
+    :param quiet: silence GX's logging when a suite callable makes this import GX.
     """
     about = f" (validating dataset {dataset_uri})" if dataset_uri else ""
     if isinstance(suite, (str, os.PathLike)):
         return _load_suite_file(os.fspath(suite), name=name, about=about)
     if isinstance(suite, Mapping):
         return _suite_from_dict(suite, name=name, source="suite dict", about=about)
+    if hasattr(suite, "expectations") and callable(getattr(suite, "to_json_dict", None)):
+        return _suite_from_gx(suite, name=name, source="gx.ExpectationSuite", about=about)
     if isinstance(suite, (list, tuple)):
         specs = _specs_from_list(suite, suite_name=name or "inline", source="inline list", about=about)
         return SuiteSpec(name or "inline", "inline list", specs)
     if callable(suite):
         who = getattr(suite, "__qualname__", None) or repr(suite)
+        _ensure_gx_context(quiet)  # ExpectationSuite.add_expectation needs an active context
         try:
             made = suite()
         except MlopsError:
@@ -373,7 +379,9 @@ def validate_dataset(
     start = time.perf_counter()
     dataset_uri = storage.check_uri(dataset_uri, what="dataset URI")
     spec = (
-        suite if isinstance(suite, SuiteSpec) else load_suite(suite, name=suite_name, dataset_uri=dataset_uri)
+        suite
+        if isinstance(suite, SuiteSpec)
+        else load_suite(suite, name=suite_name, dataset_uri=dataset_uri, quiet=quiet)
     )
     if suite_name and spec.name != suite_name:
         spec = SuiteSpec(suite_name, spec.source, spec.expectations)
@@ -465,7 +473,21 @@ def _import_gx(quiet: bool) -> Any:
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
 
+    if quiet:
+        # GX pins this module's logger to INFO on import (one line per context about a temporary docs site).
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     return gx
+
+
+def _ensure_gx_context(quiet: bool) -> None:
+    """Make sure GX has a current context (suite code calling ``add_expectation`` needs one); never replace one."""
+    gx = _import_gx(quiet)
+    from great_expectations.data_context.data_context.context_factory import project_manager
+
+    try:
+        project_manager.get_current_project()
+    except Exception:
+        _ephemeral_context(gx, quiet)
 
 
 def _ephemeral_context(gx: Any, quiet: bool) -> Any:
@@ -791,6 +813,8 @@ def _jsonable(value: Any) -> Any:
 def _distinct(values: Iterable[Any], limit: int) -> list[Any]:
     """The first ``limit`` distinct values, JSON-safe (GX lists the first unexpected values, duplicates and all)."""
     seen: dict[str, Any] = {}
+    if limit <= 0:
+        return []
     for value in values:
         plain = _jsonable(value)
         seen.setdefault(json.dumps(plain, sort_keys=True, default=str), plain)

@@ -99,8 +99,8 @@ class GXValidateDatasetOperator(BaseOperator):
     :param dataset_uri: Dataset to validate (templated): local path, ``file://`` or fsspec URI; a file or a
         folder of parquet parts / CSV files.
     :param suite: The expectations (templated): a path to a GX suite JSON file (relative paths are looked up
-        next to the DAG file), a list of ``{"type": "expect_...", "kwargs": {...}}`` dicts, a suite dict, or a
-        callable returning a ``gx.ExpectationSuite``.
+        next to the DAG file), a list of ``{"type": "expect_...", "kwargs": {...}}`` dicts, a suite dict, a
+        ``gx.ExpectationSuite``, or a callable returning one (called in ``execute``, not templated).
     :param report_uri: Folder for ``validation.json``/``validation.html`` (templated); default:
         ``<[mlops] report_base_uri>/validation/<dag_id>/<run_id>/<task_id>``.
     :param on_failure: ``fail`` (default), ``warn`` or ``skip``; see :class:`OnFailure`.
@@ -121,7 +121,7 @@ class GXValidateDatasetOperator(BaseOperator):
         self,
         *,
         dataset_uri: str,
-        suite: str | Sequence[Mapping[str, Any]] | Mapping[str, Any] | Callable[[], Any],
+        suite: str | Sequence[Mapping[str, Any]] | Mapping[str, Any] | Callable[[], Any] | Any,
         report_uri: str | None = None,
         on_failure: OnFailure | str = OnFailure.FAIL,
         suite_name: str | None = None,
@@ -140,7 +140,8 @@ class GXValidateDatasetOperator(BaseOperator):
                 f"on_failure={on_failure!r} for task {self.task_id} is not one of "
                 f"{[m.value for m in OnFailure]}; pick 'fail', 'warn' or 'skip'."
             ) from None
-        if not isinstance(suite, (str, os.PathLike, list, tuple, Mapping)) and not callable(suite):
+        plain = isinstance(suite, (str, os.PathLike, list, tuple, Mapping)) or hasattr(suite, "expectations")
+        if not plain and not callable(suite):
             raise MlopsConfigError(
                 f"suite of task {self.task_id} is a {type(suite).__name__}; give a suite JSON path, a list of "
                 '{"type": "expect_...", "kwargs": {...}} dicts, or a callable returning a gx.ExpectationSuite.'
@@ -148,7 +149,10 @@ class GXValidateDatasetOperator(BaseOperator):
         if not isinstance(examples, int) or examples < 0:
             raise MlopsConfigError(f"examples={examples!r} for task {self.task_id} must be an integer >= 0.")
         self.dataset_uri = dataset_uri
-        self.suite = suite
+        # Airflow calls callables found in template fields with (context, jinja_env), so a suite factory is
+        # kept out of the templated ``suite`` field and called by the core in execute.
+        self.suite_factory: Callable[[], Any] | None = None if plain else suite  # type: ignore[assignment]
+        self.suite: Any = suite if plain else None
         self.report_uri = report_uri
         self.suite_name = suite_name
         self.allow_empty = allow_empty
@@ -174,7 +178,7 @@ class GXValidateDatasetOperator(BaseOperator):
         identity = identity_from_context(context)
         dataset_uri = str(self.dataset_uri)
         report_uri = self.report_uri or default_report_uri(settings.report_base_uri, identity)
-        suite = self._resolve_suite_path(self.suite, context)
+        suite = self.suite_factory or self._resolve_suite_path(self.suite, context)
 
         self.log.info("::group::Validating %s", dataset_uri)
         result = validate_dataset(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,17 @@ def data(storage_dir: Path) -> dict[str, str]:
     return {"good": str(good), "bad": str(bad), "dir": str(storage_dir)}
 
 
-def build_dag(dag_id: str, on_failure: str, suite: str = str(SUITE_FILE)):
+def orders_suite():
+    """A suite built in code (the third way to give one); called by the operator in execute."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="orders_from_code")
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0))
+    return suite
+
+
+def build_dag(dag_id: str, on_failure: str, suite: Any = str(SUITE_FILE)):
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG, task
 
@@ -162,7 +173,8 @@ def test_on_failure_warn_succeeds_and_routes_on_the_summary(airflow_db, data):
 
 
 def test_on_failure_skip_skips_downstream(airflow_db, data):
-    run = run_dag(build_dag("validation_skip", "skip"), conf={"dataset": data["bad"]})
+    dag = build_dag("validation_skip", "skip", suite=orders_suite)
+    run = run_dag(dag, conf={"dataset": data["bad"]})
     states = task_states(run)
     assert states["validate"] == "skipped"
     assert (
@@ -172,6 +184,7 @@ def test_on_failure_skip_skips_downstream(airflow_db, data):
     )
     summary = xcom(run, "validate")
     assert summary["success"] is False and Path(summary["report_uri"]).exists()
+    assert summary["suite"] == "orders_from_code" and summary["evaluated"] == 1
 
 
 def test_bad_input_fails_the_task_with_a_clear_message_and_no_report(airflow_db, data):

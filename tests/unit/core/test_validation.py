@@ -159,6 +159,8 @@ def test_suite_from_gx_json_file_callable_csv_and_parquet_folder(tmp_path: Path)
     from_code = validate_dataset(f"file://{csv}", build_suite)
     assert from_code.suite_name == "from_code" and from_code.dataset_format == "csv"
     assert [o.success for o in from_code.outcomes] == [True, False]
+    instance = validate_dataset(str(csv), build_suite())  # a gx.ExpectationSuite object works as well
+    assert instance.suite_name == "from_code" and instance.suite_source == "gx.ExpectationSuite"
 
 
 def test_schema_expectations_run_without_reading_every_column(parquet: Path):
@@ -302,3 +304,53 @@ def test_suite_file_that_is_not_json(parquet: Path, tmp_path: Path):
 def test_malformed_suites(suite, fragment):
     with pytest.raises(SuiteError, match=fragment):
         load_suite(suite)
+
+
+def test_row_condition_columns_are_read(tmp_path: Path):
+    path = tmp_path / "rc.parquet"
+    pd.DataFrame({"age": [10, 70, 80, 20], "country": ["DE", "DE", "FR", "FR"], "other": 1}).to_parquet(path)
+    suite = [
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {
+                "column": "age",
+                "max_value": 75,
+                "row_condition": 'country=="DE"',
+                "condition_parser": "pandas",
+            },
+        }
+    ]
+    result = validate_dataset(str(path), suite, examples=0)
+    assert result.columns_read == ("age", "country") and result.success
+
+
+_NOISY = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from airflow_mlops.core.validation import validate_dataset
+suite = [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}}]
+validate_dataset(sys.argv[1], suite, quiet=sys.argv[2] == "1")
+"""
+
+
+def test_gx_import_logging_and_progress_bars_are_silenced(parquet: Path):
+    """With INFO logging configured (as inside Airflow), GX logs ~200 lines on import and draws progress bars."""
+    import os
+    import subprocess
+    import sys
+
+    def stderr(quiet: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", _NOISY, str(parquet), quiet],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stderr
+
+    loud, quiet = stderr("0"), stderr("1")
+    assert "Skipping registering" in loud and "Calculating Metrics" in loud  # the noise is real
+    assert "Skipping registering" not in quiet and "Calculating Metrics" not in quiet
+    assert "great_expectations" not in quiet, quiet
