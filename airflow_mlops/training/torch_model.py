@@ -8,6 +8,7 @@ feature columns and returns class labels (classification) or values (regression)
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import mlflow
@@ -120,4 +121,6 @@ class TabularMlpPyfunc(PythonModel):
         return pd.Series(predict_frame(self.net, self.config, frame), name="prediction")
 
 
-mlflow.models.set_model(TabularMlpPyfunc())
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+    mlflow.models.set_model(TabularMlpPyfunc())
