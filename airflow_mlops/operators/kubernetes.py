@@ -8,6 +8,7 @@ kept apart from ``operators/training.py``: DAGs that train locally never pay for
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +36,7 @@ DEFAULT_LABELS = {
     "app.kubernetes.io/component": "training",
 }
 NON_ROOT_UID = 1000
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 LOG_TAIL_LINES = 20
 
 
@@ -452,6 +454,12 @@ def _check_surface(
         raise MlopsConfigError(f"{where}: gpu_resource must name the GPU resource, e.g. 'nvidia.com/gpu'.")
     if gpu_type and not gpu_count:
         raise MlopsConfigError(f"{where}: gpu_type={gpu_type!r} needs gpu_count >= 1.")
+    for name, value in (("cpu", cpu), ("memory", memory), ("memory_limit", memory_limit)):
+        if value is not None and "{{" not in str(value) and not _QUANTITY.match(str(value)):
+            example = "'4' or '500m'" if name == "cpu" else "'16Gi' or '512Mi'"
+            raise MlopsConfigError(
+                f"{where}: {name}={value!r} is not a Kubernetes quantity; write it like {example}."
+            )
     if kwargs.get("container_resources") is not None and (gpu_count or cpu or memory or memory_limit):
         raise MlopsConfigError(
             f"{where}: give either container_resources or gpu_count/cpu/memory/memory_limit, not both."

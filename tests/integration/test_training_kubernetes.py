@@ -259,14 +259,17 @@ def test_deferrable_training_survives_a_slow_start(
     airflow_db: Path, mlflow_server: Any, k8s: K8sEmulator, dataset: Path
 ) -> None:
     k8s.inject(Fault.slow_start(2.0))
-    dag = _train_dag("k8s_train_deferrable", _spec(dataset, "k8s-deferrable"), deferrable=True, cpu="1")
+    dag = _train_dag(
+        "k8s_train_deferrable", _spec(dataset, "k8s-deferrable"), deferrable=True, memory="{{ 3 * 512 }}Mi"
+    )
     dag_run = run_dag(dag)
     result = xcom(dag_run, "train")
     assert result["run_id"] and result["model_uri"].startswith("models:/")
     assert any(e["reason"] == "Pulling" for e in k8s.events)
     (body,) = k8s.created_pod_bodies()
     assert "tolerations" not in body["spec"] or not body["spec"]["tolerations"]  # CPU pod: no GPU toleration
-    assert "nvidia.com/gpu" not in json.dumps(_container(body).get("resources"))
+    resources = _container(body)["resources"]
+    assert resources == {"requests": {"memory": "1536Mi"}, "limits": {"memory": "1536Mi"}}  # rendered, no GPU
 
 
 # ---------------------------------------------------------------------- faults

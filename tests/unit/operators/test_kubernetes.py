@@ -109,6 +109,7 @@ def test_gpu_pod_spec_has_resources_toleration_selector_and_security() -> None:
 
 
 def test_cpu_pod_has_no_gpu_bits_and_can_keep_a_writable_root() -> None:
+    assert _op(memory="{{ params.memory }}", cpu="1.5").memory_limit == "{{ params.memory }}"  # templated
     pod = _pod(_op(cpu="1", read_only_root_filesystem=False))
     spec = pod["spec"]
     (container,) = spec["containers"]
@@ -174,6 +175,8 @@ def test_pod_tracking_uri_override() -> None:
         ({"gpu_count": 1.5}, "gpu_count=1.5 must be a whole number"),
         ({"gpu_type": "NVIDIA-L4"}, "needs gpu_count >= 1"),
         ({"gpu_count": 1, "gpu_resource": ""}, "gpu_resource must name"),
+        ({"memory": "16GB"}, "memory='16GB' is not a Kubernetes quantity; write it like '16Gi'"),
+        ({"cpu": "two"}, "cpu='two' is not a Kubernetes quantity"),
         ({"cpu": "1", "container_resources": object()}, "either container_resources or"),
         ({"do_xcom_push": True}, "do_xcom_push=True is not supported"),
         ({"arguments": ["--epochs", "3"]}, "arguments are set by the operator"),
