@@ -406,7 +406,10 @@ def _torch_predict(model: Any, names: list[str]) -> Callable[[pa.RecordBatch], A
     import numpy as np
     import torch
 
-    model.eval()
+    try:
+        model.eval()  # dropout/batch-norm in inference mode; pt2 GraphModules are already and refuse eval()
+    except NotImplementedError:
+        pass
 
     def predict(batch: pa.RecordBatch) -> Any:
         x = torch.from_numpy(_matrix(batch, names, np.float32, "C"))
