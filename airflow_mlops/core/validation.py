@@ -30,6 +30,7 @@ from airflow_mlops.core.lineage import fingerprint as dataset_fingerprint
 from airflow_mlops.exceptions import (
     DatasetError,
     EmptyDatasetError,
+    MlopsConfigError,
     MlopsError,
     SchemaMismatch,
     SuiteError,
@@ -377,6 +378,8 @@ def validate_dataset(
     :raises SchemaMismatch: an expectation names a column the dataset does not have.
     """
     start = time.perf_counter()
+    if examples < 0:
+        raise MlopsConfigError(f"examples must be >= 0, not {examples}.")
     dataset_uri = storage.check_uri(dataset_uri, what="dataset URI")
     spec = (
         suite
@@ -385,8 +388,6 @@ def validate_dataset(
     )
     if suite_name and spec.name != suite_name:
         spec = SuiteSpec(suite_name, spec.source, spec.expectations)
-    if examples < 0:
-        raise SuiteError(f"examples must be >= 0, not {examples}.")
 
     gx = _import_gx(quiet)
     expectations = _build_expectations(gx, spec, dataset_uri)  # unknown types and bad kwargs, before any data
@@ -563,8 +564,8 @@ def _columns_to_read(spec: SuiteSpec, have: Sequence[str], uri: str) -> list[str
     return [c for c in have if c in wanted]
 
 
-_SCHEMA_GROUP = ("<schema>",)
-_ALL_COLUMNS = ("<all>",)
+_SCHEMA_GROUP = ("\0schema",)  # sentinel keys: no real column is named with a NUL
+_ALL_COLUMNS = ("\0all",)
 
 
 def _column_groups(spec: SuiteSpec, have: Sequence[str]) -> dict[tuple[str, ...], list[int]]:
