@@ -35,7 +35,7 @@ DEFAULT_LABELS = {
     "app.kubernetes.io/name": "airflow-mlops-trainer",
     "app.kubernetes.io/component": "training",
 }
-NON_ROOT_UID = 1000
+NON_ROOT_UID = 50000  # the trainer image's USER (docker/trainer.Dockerfile)
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 LOG_TAIL_LINES = 20
 
@@ -152,8 +152,6 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
             kwargs["security_context"] = k8s.V1PodSecurityContext(
                 run_as_non_root=True,
                 run_as_user=NON_ROOT_UID,
-                run_as_group=NON_ROOT_UID,
-                fs_group=NON_ROOT_UID,
                 seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
             )
         if kwargs.get("container_security_context") is None:

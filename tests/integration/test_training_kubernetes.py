@@ -230,7 +230,7 @@ def test_gpu_training_pod_logs_run_to_mlflow_and_keeps_the_secret_out(
     assert container["resources"]["limits"] == {"memory": "2Gi", "nvidia.com/gpu": "1"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
-    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 1000
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 50000
     security = container["securityContext"]
     assert security["allowPrivilegeEscalation"] is False and security["readOnlyRootFilesystem"] is True
     assert security["capabilities"] == {"drop": ["ALL"]}
