@@ -78,7 +78,11 @@ def test_drift_names_the_shifted_columns_and_writes_reports(data, tmp_path):
 
 def test_columns_are_projected_and_threshold_is_share(data, tmp_path):
     result = detect_drift(
-        data["ref"], data["shifted"], report_uri=str(tmp_path / "r"), columns=["age", "score"], drift_share=0.6
+        data["ref"],
+        data["shifted"],
+        report_uri=str(tmp_path / "r"),
+        columns=["age", "score"],
+        drift_share=0.6,
     )
     assert [c.column for c in result.columns] == ["age", "score"]
     assert result.drifted_columns == ["age"]
@@ -118,7 +122,9 @@ def test_small_data_uses_p_value_tests_with_unseen_categories(tmp_path):
     ref, cur = _frame(400, 1), _frame(400, 2, cats="abd")
     ref.to_csv(tmp_path / "ref.csv", index=False)
     cur.to_csv(tmp_path / "cur.csv", index=False)
-    result = detect_drift(str(tmp_path / "ref.csv"), str(tmp_path / "cur.csv"), report_uri=str(tmp_path / "r"))
+    result = detect_drift(
+        str(tmp_path / "ref.csv"), str(tmp_path / "cur.csv"), report_uri=str(tmp_path / "r")
+    )
     methods = {c.column: c.method for c in result.columns}
     assert methods["age"] == "ks" and methods["plan"] == "chisquare"
     assert "plan" in result.drifted_columns and "age" not in result.drifted_columns
@@ -145,7 +151,9 @@ def test_no_common_columns_lists_both(tmp_path):
     pd.DataFrame({"a": [1.0, 2.0]}).to_parquet(tmp_path / "ref.parquet")
     pd.DataFrame({"b": [1.0, 2.0]}).to_parquet(tmp_path / "cur.parquet")
     with pytest.raises(SchemaMismatch, match=r"no column in common.*\['a'\].*\['b'\]"):
-        detect_drift(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet"), report_uri=str(tmp_path / "r"))
+        detect_drift(
+            str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet"), report_uri=str(tmp_path / "r")
+        )
     assert not (tmp_path / "r").exists()
 
 
@@ -203,5 +211,3 @@ def test_sample_indices_are_seeded_sorted_and_unique():
     assert (a == b).all() and len(set(a.tolist())) == 5000 and (np.diff(a) > 0).all()
     assert not (a == sample_indices(100_000, 5000, 1, 1)).all()
     assert len(sample_indices(10, 5000, 1, 0)) == 10
-
-

@@ -25,7 +25,9 @@ def _run(policy, checks, state=None):
     for item in checks:
         key, drifted, at = item[:3]
         version = item[3] if len(item) > 3 else "1"
-        state, decision = decide(policy, state, DriftCheck(key, version, drifted, 0.8 if drifted else 0.1), at)
+        state, decision = decide(
+            policy, state, DriftCheck(key, version, drifted, 0.8 if drifted else 0.1), at
+        )
         decisions.append(decision)
     return decisions, state
 
@@ -33,7 +35,8 @@ def _run(policy, checks, state=None):
 def test_persistence_needs_consecutive_drifted_checks():
     policy = RetrainingPolicy(persistence=3)
     decisions, state = _run(
-        policy, [("a", True, 0), ("b", True, 1), ("c", False, 2), ("d", True, 3), ("e", True, 4), ("f", True, 5)]
+        policy,
+        [("a", True, 0), ("b", True, 1), ("c", False, 2), ("d", True, 3), ("e", True, 4), ("f", True, 5)],
     )
     assert [d.emit for d in decisions] == [False, False, False, False, False, True]
     assert [d.consecutive for d in decisions] == [1, 2, 0, 1, 2, 3]
@@ -88,10 +91,18 @@ def test_state_round_trips_and_history_is_bounded():
 
 def test_policy_validation_and_from_obj():
     assert RetrainingPolicy.from_obj(None) == RetrainingPolicy()
-    policy = RetrainingPolicy.from_obj('{"persistence": 2, "cooldown": "90m", "window": "7d", "max_retrains": 3}')
+    policy = RetrainingPolicy.from_obj(
+        '{"persistence": 2, "cooldown": "90m", "window": "7d", "max_retrains": 3}'
+    )
     assert policy.cooldown == 5400 and policy.window == 7 * 86400 and policy.persistence == 2
     assert parse_duration(timedelta(minutes=2), what="x") == 120
-    for bad in ({"persistence": 0}, {"max_retrains": -1}, {"cooldown": "soon"}, {"cooldown": -5}, {"nope": 1}):
+    for bad in (
+        {"persistence": 0},
+        {"max_retrains": -1},
+        {"cooldown": "soon"},
+        {"cooldown": -5},
+        {"nope": 1},
+    ):
         with pytest.raises(MlopsConfigError):
             RetrainingPolicy.from_obj(bad)
     with pytest.raises(MlopsConfigError, match="not valid JSON"):
