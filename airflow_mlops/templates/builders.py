@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, Param, TaskGroup, chain
 
 from airflow_mlops.core.lineage import TAG_VALIDATION, TAG_VALIDATION_REPORT
+from airflow_mlops.exceptions import TemplateConfigError
 from airflow_mlops.templates.config import LifecycleConfig
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ TRAIN_TASK = "train"
 REGISTER_TASK = "register"
 PROMOTE_TASK = "promote"
 FORCE_TASK = "force_promote"
+DECIDED_TASK = "decided"
 SCORE_TASK = "score"
 DRIFT_TASK = "detect_drift"
 
@@ -79,8 +81,28 @@ def storage_uri(*parts: str) -> str:
 def _param_or(param: str, default_template: str) -> str:
     """A template that renders the run's Param when set, else the config's (itself templated) value."""
     return (
-        "{% if params." + param + " %}{{ params." + param + " }}{% else %}" + default_template + "{% endif %}"
+        "{% if params.get('"
+        + param
+        + "') %}{{ params.get('"
+        + param
+        + "') }}{% else %}"
+        + default_template
+        + "{% endif %}"
     )
+
+
+TEMPLATE_MACROS: dict[str, Callable[..., Any]] = {}  # filled below, after the functions exist
+
+
+def _register_macros(group: TaskGroup) -> None:
+    """Make the builders' macros available in the DAG a TaskGroup belongs to (user DAGs need not know them)."""
+    dag = group.dag
+    if dag is None:
+        raise TemplateConfigError("build the TaskGroup inside a DAG context (`with DAG(...):`).")
+    macros = dict(dag.user_defined_macros or {})
+    for name, fn in TEMPLATE_MACROS.items():
+        macros.setdefault(name, fn)
+    dag.user_defined_macros = macros
 
 
 def _xcom(group_id: str | None, task_id: str, key: str | None = None) -> str:
@@ -150,6 +172,8 @@ def build_training_task(cfg: LifecycleConfig, *, group_id: str | None, validated
 
 def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") -> TaskGroup:
     """validate -> train -> register -> promote (+ an optional forced promotion from the run's Params)."""
+    from airflow.providers.standard.operators.empty import EmptyOperator
+
     from airflow_mlops.operators.mlflow import (
         MlflowPromoteModelOperator,
         MlflowRegisterModelOperator,
@@ -158,6 +182,7 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
     from airflow_mlops.settings import get_settings
 
     with TaskGroup(group_id=group_id, tooltip=f"Train and gate {cfg.model_name}") as group:
+        _register_macros(group)
         validate = build_validation_task(cfg, dataset_uri=_param_or("train_uri", cfg.data.train_uri))
         train = build_training_task(cfg, group_id=group_id, validated=validate is not None)
         register = MlflowRegisterModelOperator(
@@ -181,13 +206,17 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
             name=cfg.model_name,
             alias=get_settings().champion_alias,
             version=_xcom(group_id, REGISTER_TASK, "version"),
-            reason="forced from the UI: {{ params.force_reason }}",
+            reason="forced from the UI: {{ params.get('force_reason') }}",
             mlflow_conn_id=cfg.mlflow_conn_id,
             pool=cfg.gate.pool,
         )
         gate_check = _forced_check(group_id)
+        # The group ends in one task that succeeds whether or not a promotion was forced, so tasks a user
+        # adds after the group run in both cases.
+        decided = EmptyOperator(task_id=DECIDED_TASK, trigger_rule="none_failed_min_one_success")
         chain(*(t for t in (validate, train, register, promote) if t is not None))
-        promote >> gate_check >> force  # type: ignore[operator]
+        promote >> gate_check >> force >> decided  # type: ignore[operator]
+        promote >> decided  # type: ignore[operator]
     return group
 
 
@@ -195,14 +224,19 @@ def build_inference_group(cfg: LifecycleConfig, *, group_id: str = "inference") 
     """validate the batch -> score with the champion -> drift check (which may emit the drift Asset)."""
     from airflow_mlops.operators.drift import EvidentlyDetectDriftOperator
     from airflow_mlops.operators.inference import BatchInferenceOperator
+    from airflow_mlops.settings import get_settings
 
     input_uri = _param_or("input_uri", cfg.inference.input_uri)
     output_uri = _param_or("output_uri", cfg.inference.output_uri)
     with TaskGroup(group_id=group_id, tooltip=f"Score a batch with {cfg.model_name}") as group:
+        _register_macros(group)
         validate = build_validation_task(cfg, task_id="validate_batch", dataset_uri=input_uri, batch=True)
         score = BatchInferenceOperator(
             task_id=SCORE_TASK,
-            model_uri="models:/" + cfg.model_name + "@{{ params.model_alias }}",
+            model_uri="models:/"
+            + cfg.model_name
+            + "@"
+            + _param_or("model_alias", get_settings().champion_alias),
             input_uri=input_uri,
             output_uri=output_uri,
             passthrough_columns=list(cfg.inference.passthrough_columns),
@@ -271,7 +305,7 @@ def _dag_kwargs(cfg: LifecycleConfig, kind: str, description: str) -> dict[str, 
         "max_active_runs": 1,
         "tags": ["mlops", cfg.model_name, kind, *cfg.tags],
         "default_args": {"owner": cfg.owner},
-        "user_defined_macros": {"mlops_training_spec": training_spec_json, "mlops_storage": storage_uri},
+        "user_defined_macros": dict(TEMPLATE_MACROS),
         "render_template_as_native_obj": False,
         "doc_md": f"{description}\n\nConfig: `{cfg.source or 'python'}`",
     }
@@ -322,6 +356,8 @@ def build_inference_dag(cfg: LifecycleConfig) -> DAG:
         build_inference_group(cfg)
     return dag
 
+
+TEMPLATE_MACROS.update({"mlops_training_spec": training_spec_json, "mlops_storage": storage_uri})
 
 Builder = Callable[[LifecycleConfig], DAG]
 BUILDERS: dict[str, Builder] = {

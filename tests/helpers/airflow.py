@@ -86,9 +86,14 @@ def xcom(dag_run: Any, task_id: str, key: str = "return_value", map_index: int =
     if row is None:
         return None
     value = row[0]
-    import json
+    if isinstance(value, str):  # JSON-encoded by the XCom backend; plain strings stay strings
+        import json
 
-    return json.loads(value) if isinstance(value, str) else value
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 @contextlib.contextmanager
