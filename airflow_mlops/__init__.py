@@ -13,6 +13,25 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY: dict[str, str] = {
     "MlflowHook": "airflow_mlops.hooks.mlflow",
+    "GXValidateDatasetOperator": "airflow_mlops.operators.validation",
+    "LocalTrainModelOperator": "airflow_mlops.operators.training",
+    "KubernetesTrainModelOperator": "airflow_mlops.operators.kubernetes",
+    "MlflowRegisterModelOperator": "airflow_mlops.operators.mlflow",
+    "MlflowPromoteModelOperator": "airflow_mlops.operators.mlflow",
+    "MlflowRollbackModelOperator": "airflow_mlops.operators.mlflow",
+    "MlflowSetModelAliasOperator": "airflow_mlops.operators.mlflow",
+    "BatchInferenceOperator": "airflow_mlops.operators.inference",
+    "BatchInferencePlanOperator": "airflow_mlops.operators.inference",
+    "BatchInferenceCombineOperator": "airflow_mlops.operators.inference",
+    "EvidentlyDetectDriftOperator": "airflow_mlops.operators.drift",
+    "MlflowModelAliasSensor": "airflow_mlops.sensors.mlflow",
+    "DriftSensor": "airflow_mlops.sensors.drift",
+    "MlflowModelAliasTrigger": "airflow_mlops.triggers.mlflow",
+    "DriftConfirmedTrigger": "airflow_mlops.triggers.drift",
+    "TrainingSpec": "airflow_mlops.core.training_spec",
+    "LifecycleConfig": "airflow_mlops.templates.config",
+    "build_lifecycle": "airflow_mlops.templates",
+    "drift_asset": "airflow_mlops.assets",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

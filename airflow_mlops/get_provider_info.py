@@ -44,9 +44,31 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_mlops.hooks.mlflow"]}],
-        "operators": [{"integration-name": INTEGRATION, "python-modules": []}],
-        "sensors": [{"integration-name": INTEGRATION, "python-modules": []}],
-        "triggers": [{"integration-name": INTEGRATION, "python-modules": []}],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_mlops.operators.validation",
+                    "airflow_mlops.operators.training",
+                    "airflow_mlops.operators.kubernetes",
+                    "airflow_mlops.operators.mlflow",
+                    "airflow_mlops.operators.inference",
+                    "airflow_mlops.operators.drift",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_mlops.sensors.mlflow", "airflow_mlops.sensors.drift"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_mlops.triggers.mlflow", "airflow_mlops.triggers.drift"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "mlflow",
@@ -72,6 +94,13 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "extra-links": [],
+        "extra-links": [
+            "airflow_mlops.links.validation.GXValidationReportLink",
+            "airflow_mlops.operators.training.MlflowTrainingRunLink",
+            "airflow_mlops.links.mlflow.MlflowRunLink",
+            "airflow_mlops.links.mlflow.MlflowModelVersionLink",
+            "airflow_mlops.links.inference.BatchInferenceModelLink",
+            "airflow_mlops.links.drift.DriftReportLink",
+        ],
         "config": _config_section(),
     }

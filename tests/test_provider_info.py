@@ -88,3 +88,20 @@ def test_airflow_cli_lists_provider_hook_and_plugin(airflow_db):
     hooks = _airflow("providers", "hooks", "-o", "plain")
     assert "mlflow" in hooks and "airflow_mlops.hooks.mlflow.MlflowHook" in hooks
     assert "airflow_mlops" in _airflow("plugins", "-o", "plain")
+
+
+def test_every_lazy_public_name_resolves():
+    import airflow_mlops
+
+    for name in airflow_mlops.__all__:
+        assert getattr(airflow_mlops, name) is not None, name
+
+
+def test_every_operator_module_is_registered():
+    listed = set(_modules())
+    package = Path(importlib.import_module("airflow_mlops").__file__).parent
+    for kind in ("operators", "sensors", "triggers"):
+        for path in (package / kind).glob("*.py"):
+            if path.stem in {"__init__", "common"}:
+                continue
+            assert f"airflow_mlops.{kind}.{path.stem}" in listed, f"{kind}/{path.name} missing from provider info"
