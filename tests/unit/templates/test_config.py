@@ -35,6 +35,7 @@ def test_minimal_config_gets_defaults():
         ({"training": {"kubernetes": {"gpu_count": -1}}}, r"training.kubernetes.gpu_count: must be >= 0"),
         ({"drift": {"threshold": 1.5}}, r"drift.threshold: must be in \(0, 1\]"),
         ({"drift": {"policy": {"persistance": 2}}}, r"drift.policy: unknown key\(s\) \['persistance'\]"),
+        ({"drift": {"policy": {"persistence": 0}}}, r"drift.policy: .*persistence=0 must be an integer >= 1"),
         ({"model_name": "bad name!"}, r"model_name: 'bad name!' is not a valid name"),
         ({"data": {}}, r"data.train_uri: is required"),
         ({"inference": {"input_uri": "/in"}}, r"inference.output_uri: is required"),
