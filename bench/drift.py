@@ -112,6 +112,18 @@ def drifted_set(decisions: dict[str, tuple[str, float, bool]]) -> list[str]:
 
 
 # -------------------------------------------------------------------------------- child processes
+def own_peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM, because ru_maxrss keeps the parent's high-water mark across exec."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def child(mode: str, ref_uri: str, cur_uri: str, out_dir: str) -> None:
     import evidently
     import evidently.presets  # noqa: F401
@@ -139,7 +151,7 @@ def child(mode: str, ref_uri: str, cur_uri: str, out_dir: str) -> None:
         result = detect_drift(ref_uri, cur_uri, report_uri=os.path.join(out_dir, "ours"))
         drifted = sorted(result.drifted_columns)
     elapsed = time.perf_counter() - start
-    print(json.dumps({"elapsed_s": elapsed, "peak_rss_mb": peak_rss_mb(), "drifted": drifted}))
+    print(json.dumps({"elapsed_s": elapsed, "peak_rss_mb": own_peak_rss_mb(), "drifted": drifted}))
 
 
 def run_child(mode: str, ref_uri: str, cur_uri: str, out_dir: str) -> dict[str, Any]:
@@ -192,6 +204,9 @@ def main() -> None:
             }
         )
 
+        if trials <= 0:
+            emit(results)
+            return
         # 2. agreement over seeded trials
         agree, recall_hits, recall_total, min_margin = 0, 0, 0, float("inf")
         disagreements = []
