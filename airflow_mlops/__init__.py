@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "MlflowModelAliasTrigger": "airflow_mlops.triggers.mlflow",
     "DriftConfirmedTrigger": "airflow_mlops.triggers.drift",
     "TrainingSpec": "airflow_mlops.core.training_spec",
+    "RetrainingPolicy": "airflow_mlops.core.policy",
     "LifecycleConfig": "airflow_mlops.templates.config",
     "build_lifecycle": "airflow_mlops.templates",
     "drift_asset": "airflow_mlops.assets",

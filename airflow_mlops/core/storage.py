@@ -139,6 +139,7 @@ def atomic_local_path(uri: str, suffix: str = "") -> Iterator[str]:
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=os.path.dirname(target) or ".")
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; published files get the usual mode
         try:
             yield tmp
             os.replace(tmp, target)
@@ -151,6 +152,12 @@ def atomic_local_path(uri: str, suffix: str = "") -> Iterator[str]:
         yield tmp
         with open(tmp, "rb") as src, atomic_write(uri) as dst:
             shutil.copyfileobj(src, dst, length=8 << 20)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_bytes(uri: str, data: bytes) -> str:

@@ -59,3 +59,12 @@ def test_atomic_local_path_cleans_up_on_error(tmp_path):
     with storage.atomic_local_path(str(target)) as tmp:
         Path(tmp).write_text("done")
     assert target.read_text() == "done"
+
+
+def test_published_files_get_the_usual_mode(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    target = tmp_path / "report.html"
+    with storage.atomic_local_path(str(target)) as tmp:
+        Path(tmp).write_text("x")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
