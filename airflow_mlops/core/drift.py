@@ -576,7 +576,13 @@ def _run_evidently(
         numerical_columns=[c for c, k in all_plan.items() if k == NUMERICAL],
         categorical_columns=[c for c, k in all_plan.items() if k == CATEGORICAL],
     )
-    feature_methods = {c: methods[c] for c in feature_plan}
+    # Evidently rejects an explicitly named categorical-only test (z, chisquare) on a numerical column with few
+    # values, though its own default picks exactly that test: leave those columns to its default.
+    feature_methods = {
+        c: methods[c]
+        for c in feature_plan
+        if not (all_plan[c] == NUMERICAL and methods[c] in ("z", "chisquare"))
+    }
     items: list[Any] = [
         DataDriftPreset(
             columns=list(feature_plan),
