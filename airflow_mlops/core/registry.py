@@ -249,9 +249,20 @@ def _logged_models_of(client: Any, run: Any) -> list[Any]:
     return [model for _, model in sorted(found, key=lambda pair: pair[0])]
 
 
+def _is_ready(model: Any) -> bool:
+    status = str(getattr(model, "status", "READY")).rsplit(".", 1)[-1].upper()
+    return status in {"READY", "LOGGEDMODELSTATUS_READY"}
+
+
+def _prefer_ready(models: list[Any]) -> Any:
+    """The last READY model (a failed log_model attempt before a retry leaves a FAILED one), else the last."""
+    ready = [m for m in models if _is_ready(m)]
+    return (ready or models)[-1]
+
+
 def _check_logged_model_ready(model: Any) -> None:
     status = str(getattr(model, "status", "READY")).rsplit(".", 1)[-1].upper()
-    if status not in {"READY", "LOGGEDMODELSTATUS_READY"}:
+    if not _is_ready(model):
         raise ModelRegistryError(
             f"Logged model {model.model_id} (run {model.source_run_id}) has status {status}; only a READY "
             "model can be registered. Re-run training."
@@ -264,10 +275,9 @@ def _source_from_run(client: Any, run_id: str, artifact_name: str | None = None)
     if artifact_name is not None:
         named = [m for m in models if m.name == artifact_name]
         if named:
-            _check_logged_model_ready(named[-1])
-            return ModelSource(
-                source=f"models:/{named[-1].model_id}", run_id=run_id, model_id=named[-1].model_id
-            )
+            pick = _prefer_ready(named)
+            _check_logged_model_ready(pick)
+            return ModelSource(source=f"models:/{pick.model_id}", run_id=run_id, model_id=pick.model_id)
         # Runs logged by MLflow 2 keep the model under the run's artifacts.
         try:
             files = {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(run_id, artifact_name)}
@@ -285,7 +295,7 @@ def _source_from_run(client: Any, run_id: str, artifact_name: str | None = None)
             "mlflow.<flavor>.log_model(model, name='model'), or pass model_uri."
         )
     preferred = [m for m in models if m.name == "model"] or models
-    chosen = preferred[-1]  # the last step
+    chosen = _prefer_ready(preferred)  # the last READY one
     _check_logged_model_ready(chosen)
     return ModelSource(source=f"models:/{chosen.model_id}", run_id=run_id, model_id=chosen.model_id)
 

@@ -189,6 +189,7 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
             task_id=REGISTER_TASK,
             name=cfg.model_name,
             run_id=_xcom(group_id, TRAIN_TASK, "run_id"),
+            model_uri=_xcom(group_id, TRAIN_TASK, "model_uri"),
             mlflow_conn_id=cfg.mlflow_conn_id,
         )
         rules = [*cfg.gate.rules, *cfg.gate.floors]

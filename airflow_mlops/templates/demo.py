@@ -271,13 +271,43 @@ def run_demo(argv: list[str]) -> int:
     finally:
         _stop(scheduler, api)
     if str(retrain_run.state) != "success":
-        raise DemoError(f"{retraining_id} ended {retrain_run.state}; task logs are under {root / 'logs'}")
+        raise DemoError(
+            f"{retraining_id} ended {retrain_run.state}; task logs are under {root / 'logs'}\n"
+            + _failure_details(root, retrain_run)
+        )
     gate = _xcom(retrain_run, "training.promote")
     _say(f"  v{gate['version']}: {gate['decision']} ({'; '.join(gate.get('reasons', []))[:300]})")
     _say(f"  ({time.monotonic() - t0:.0f}s)")
 
     _summary(root, first, gate, drift_results, time.monotonic() - started)
     return 0
+
+
+def _failure_details(root: Path, dag_run: Any) -> str:
+    """The failed tasks of a scheduler-run DAG run and the tail of their logs (and of the scheduler's)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(TaskInstance.task_id, TaskInstance.state).where(
+                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
+            )
+        ).all()
+    parts = [f"task states: {dict((t, str(s)) for t, s in rows)}"]
+    run_dir = root / "logs" / f"dag_id={dag_run.dag_id}" / f"run_id={dag_run.run_id}"
+    for task_id, state in rows:
+        if str(state) not in {"failed", "up_for_retry"}:
+            continue
+        for log in sorted(run_dir.glob(f"task_id={task_id}/**/*.log")):
+            lines = log.read_text(errors="replace").splitlines()
+            parts.append(f"--- {log.relative_to(root)} (last 25 lines) ---\n" + "\n".join(lines[-25:]))
+    sched = root / "logs" / "scheduler.log"
+    if sched.exists():
+        errors = [line for line in sched.read_text(errors="replace").splitlines() if "error" in line.lower()]
+        parts.append("--- scheduler errors ---\n" + "\n".join(errors[-15:]))
+    return "\n".join(parts)
 
 
 def _seconds(n: float) -> Any:

@@ -154,3 +154,16 @@ def test_registration_key_depends_on_name_key_and_source():
     assert len({base, registration_key("n", "dag/run/task/-1", "models:/m-1"),
                 registration_key("m", "dag/run/task/0", "models:/m-1"),
                 registration_key("m", "dag/run/task/-1", "models:/m-2")}) == 4  # fmt: skip
+
+
+def test_a_failed_log_model_attempt_does_not_shadow_the_ready_model():
+    """A trainer that retries log_model (skops -> cloudpickle) leaves a FAILED logged model first."""
+    from types import SimpleNamespace
+
+    from airflow_mlops.core.registry import _prefer_ready
+
+    failed = SimpleNamespace(model_id="m-1", status="FAILED", name="model")
+    ready = SimpleNamespace(model_id="m-2", status="READY", name="model")
+    assert _prefer_ready([failed, ready]) is ready
+    assert _prefer_ready([ready, failed]) is ready
+    assert _prefer_ready([failed]) is failed  # then the READY check names the problem
