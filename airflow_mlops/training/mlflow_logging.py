@@ -165,6 +165,22 @@ def estimator_distributions(estimator_path: str) -> list[str]:
     return sorted(set(importlib.metadata.packages_distributions().get(top, [])))
 
 
+def _own_skops_types(estimator: Any) -> list[str] | None:
+    """
+    The types skops does not trust by default in the estimator this process just fitted.
+
+    The trainer built the object itself from the spec's estimator class, so its types are trusted; recording
+    them in the MLmodel makes the skops save (and later loads) succeed deterministically instead of depending
+    on which helper types skops happens to meet.
+    """
+    try:
+        import skops.io
+
+        return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(estimator))) or None
+    except Exception:  # skops missing or unable to dump: log_model decides (cloudpickle fallback below)
+        return None
+
+
 def log_sklearn_model(estimator: Any, estimator_path: str, x_example: Any) -> str:
     """Log a fitted estimator (skops, falling back to cloudpickle) with signature, example and requirements."""
     import mlflow.sklearn
@@ -179,6 +195,7 @@ def log_sklearn_model(estimator: Any, estimator_path: str, x_example: Any) -> st
             signature=signature,
             input_example=x_example,
             pip_requirements=requirements,
+            skops_trusted_types=_own_skops_types(estimator),
         )
     except Exception as err:
         log.warning(
