@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             failed[script.name] = error
         for key, value in figures.items():
             prefix = script.stem
-            raw[key if key.startswith(prefix) else f"{prefix}.{key}"] = value
+            raw[key if key.startswith(f"{prefix}.") else f"{prefix}.{key}"] = value
 
     headlines = {name: fn(raw) for name, (fn, _) in HEADLINES.items()}
     results = {
