@@ -381,6 +381,8 @@ def validate_dataset(
     if examples < 0:
         raise MlopsConfigError(f"examples must be >= 0, not {examples}.")
     dataset_uri = storage.check_uri(dataset_uri, what="dataset URI")
+    if report_uri:
+        report_uri = storage.check_uri(report_uri, what="report URI")
     spec = (
         suite
         if isinstance(suite, SuiteSpec)
