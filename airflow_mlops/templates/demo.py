@@ -63,6 +63,7 @@ def _setup_env(root: Path, repo: Path) -> dict[str, str]:
             {"conn_type": "mlflow", "host": f"sqlite:///{mlflow_dir / 'mlflow.db'}"}
         ),
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "false",
         "PYTHONWARNINGS": "ignore",
