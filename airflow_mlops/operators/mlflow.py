@@ -13,7 +13,7 @@ pool, by default ``[mlops] promotion_pool`` = ``mlops_promotion``::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,25 @@ class _MlflowRegistryOperator(BaseOperator):
     def _push_version_link(self, context: Context, hook: MlflowHook, name: str, version: str | None) -> None:
         if version:
             push_link(context, MlflowModelVersionLink, mlflow_model_version_url(hook.ui_url, name, version))
+
+    def _move_alias(
+        self, context: Context, move: Callable[[Any, str], Any], verbs: tuple[str, str]
+    ) -> dict[str, Any]:
+        """Run one recorded alias move (``move(client, by)``), log it, link the version, return the XCom."""
+        identity = identity_from_context(context)
+        hook = self.hook()
+        with hook.session() as client:
+            result = move(client, identity.ti_key)
+        self.log.info(
+            "%s alias %r of %r: v%s -> v%s",
+            verbs[0] if result.moved else verbs[1],
+            result.alias,
+            result.name,
+            result.previous_version,
+            result.version,
+        )
+        self._push_version_link(context, hook, result.name, result.version)
+        return result.to_xcom()
 
 
 class MlflowRegisterModelOperator(_MlflowRegistryOperator):
@@ -342,27 +361,18 @@ class MlflowRollbackModelOperator(_MlflowRegistryOperator):
         from airflow_mlops.core.registry import rollback_alias
         from airflow_mlops.settings import get_settings
 
-        identity = identity_from_context(context)
-        hook = self.hook()
-        with hook.session() as client:
-            move = rollback_alias(
+        return self._move_alias(
+            context,
+            lambda client, by: rollback_alias(
                 client,
                 self.name,
                 _optional(self.alias) or get_settings().champion_alias,
                 version=_optional(self.version),
                 reason=_optional(self.reason) or "",
-                by=identity.ti_key,
-            )
-        self.log.info(
-            "%s %r of %r: v%s -> v%s",
-            "Rolled back" if move.moved else "Already rolled back",
-            move.alias,
-            move.name,
-            move.previous_version,
-            move.version,
+                by=by,
+            ),
+            ("Rolled back", "Already rolled back"),
         )
-        self._push_version_link(context, hook, move.name, move.version)
-        return move.to_xcom()
 
 
 class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
@@ -406,24 +416,10 @@ class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.registry import set_alias
 
-        identity = identity_from_context(context)
-        hook = self.hook()
-        with hook.session() as client:
-            move = set_alias(
-                client,
-                self.name,
-                self.alias,
-                self.version,
-                reason=_optional(self.reason) or "",
-                by=identity.ti_key,
-            )
-        self.log.info(
-            "%s alias %r of %r -> v%s (was v%s)",
-            "Moved" if move.moved else "Unchanged",
-            move.alias,
-            move.name,
-            move.version,
-            move.previous_version,
+        return self._move_alias(
+            context,
+            lambda client, by: set_alias(
+                client, self.name, self.alias, self.version, reason=_optional(self.reason) or "", by=by
+            ),
+            ("Moved", "Unchanged"),
         )
-        self._push_version_link(context, hook, move.name, move.version)
-        return move.to_xcom()
