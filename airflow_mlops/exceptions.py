@@ -3,13 +3,23 @@
 Every error the provider raises on purpose derives from :class:`MlopsError`, so a DAG author can catch them all
 in one place. Messages say what was wrong, where, and what to do; they are plain strings, never logging-style
 ``%s`` templates.
+
+Each class says whether a retry can fix it (``retryable``). Bad specs, bad data, schema mismatches, failed
+suites, gate rejections and config errors cannot: the operators turn them into ``AirflowFailException`` so
+Airflow does not spend its retries (or start more GPU pods) on them. Unreachable services and training
+processes or pods that died (evicted, preempted, OOM on a spot node) can, and keep Airflow's normal retries.
+The decision lives here, as data, so ``core/`` stays free of Airflow.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class MlopsError(Exception):
     """Base class of every error raised on purpose by airflow-mlops."""
+
+    retryable: ClassVar[bool] = False
 
 
 class MlopsConfigError(MlopsError, ValueError):
@@ -22,6 +32,8 @@ class ConnectionConfigError(MlopsConfigError):
 
 class ServiceUnreachable(MlopsError):
     """A remote service (MLflow tracking server, Kubernetes API, object store) did not answer."""
+
+    retryable: ClassVar[bool] = True
 
 
 class DatasetError(MlopsError):
@@ -59,17 +71,25 @@ class TrainingSpecError(MlopsConfigError):
 class TrainingFailed(MlopsError):
     """The training process or pod ended without producing an MLflow run with a model."""
 
+    retryable: ClassVar[bool] = True
+
 
 class ModelRegistryError(MlopsError):
     """A registry operation (register, alias move, lookup) failed."""
+
+    retryable: ClassVar[bool] = True
 
 
 class ModelNotFound(ModelRegistryError, LookupError):
     """A registered model, version, alias or logged model does not exist."""
 
+    retryable: ClassVar[bool] = False
+
 
 class ModelGateRejected(ModelRegistryError):
     """A candidate model did not pass the champion/challenger gate."""
+
+    retryable: ClassVar[bool] = False
 
 
 class GateRuleError(MlopsConfigError):

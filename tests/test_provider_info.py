@@ -104,4 +104,6 @@ def test_every_operator_module_is_registered():
         for path in (package / kind).glob("*.py"):
             if path.stem in {"__init__", "common"}:
                 continue
-            assert f"airflow_mlops.{kind}.{path.stem}" in listed, f"{kind}/{path.name} missing from provider info"
+            assert f"airflow_mlops.{kind}.{path.stem}" in listed, (
+                f"{kind}/{path.name} missing from provider info"
+            )

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError, ModelNotFound
 
@@ -295,6 +295,8 @@ def decide(
 
 class PolicyConflict(DriftDetectionError):
     """Another writer changed the policy state between our read and our write."""
+
+    retryable: ClassVar[bool] = True  # a later try reads the new state
 
 
 class MlflowPolicyStore:

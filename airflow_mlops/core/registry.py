@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_mlops.core.lineage import (
     TAG_DATASET_FINGERPRINT,
@@ -541,6 +541,8 @@ class GateRule:
     * ``min`` / ``max``: absolute floors/ceilings, always checked.
     """
 
+    KEYS: ClassVar[frozenset[str]] = _RULE_KEYS
+
     metric: str
     min_delta: float | None = None
     greater_is_better: bool = True
@@ -594,6 +596,33 @@ class GateRule:
         if self.max is not None:
             out["max"] = self.max
         return out
+
+
+DEFAULT_GATE = "default"
+_DEFAULT_GATES: dict[str, list[dict[str, Any]]] = {
+    "classification": [
+        {"metric": "val_roc_auc", "min_delta": 0.0, "greater_is_better": True},
+        {"metric": "val_roc_auc", "min": 0.65},
+    ],
+    "regression": [
+        {"metric": "val_rmse", "min_delta": 0.0, "greater_is_better": False},
+        {"metric": "val_r2", "min": 0.0},
+    ],
+}
+
+
+def default_gate_rules(task: str) -> list[dict[str, Any]]:
+    """
+    The gate applied when none is configured: the candidate must not be worse than the champion and must
+    show skill. Classification: ``val_roc_auc`` >= the champion's and >= 0.65 (0.5 is a coin flip).
+    Regression: ``val_rmse`` <= the champion's and ``val_r2`` >= 0 (better than predicting the mean).
+    """
+    try:
+        return [dict(rule) for rule in _DEFAULT_GATES[str(task)]]
+    except KeyError:
+        raise GateRuleError(
+            f"there is no default gate for task {task!r}; give the gate rules explicitly."
+        ) from None
 
 
 def parse_rules(rules: Any) -> list[GateRule]:
@@ -957,6 +986,19 @@ def _run_metrics(client: Any, name: str, mv: Any) -> dict[str, float]:
     return dict(_get_run(client, mv.run_id).data.metrics)
 
 
+def _run_task(client: Any, name: str, mv: Any) -> str:
+    """The task (classification/regression) the trainer recorded on the version's run."""
+    from airflow_mlops.core.training_spec import TAG_TASK
+
+    task = (_get_run(client, mv.run_id).data.tags or {}).get(TAG_TASK) if mv.run_id else None
+    if task not in _DEFAULT_GATES:
+        raise GateRuleError(
+            f"{name!r} v{mv.version}: the default gate needs the model's task, but its run records none "
+            f"(tag {TAG_TASK!r}); give the gate rules explicitly."
+        )
+    return str(task)
+
+
 def promote_if_better(
     client: Any,
     name: str,
@@ -978,9 +1020,9 @@ def promote_if_better(
     check: if the champion changes while the gate evaluates, the gate re-evaluates against the new champion
     (up to ``max_attempts``); still, serialise gates of one model with a one-slot Airflow pool.
     """
-    parsed = parse_rules(rules)
     name = check_model_name(name)
     version = check_version(version)
+    parsed = [] if rules == DEFAULT_GATE else parse_rules(rules)
     champion_alias = check_alias(champion_alias, what="champion alias")
     challenger_alias = check_alias(challenger_alias, what="challenger alias")
     if champion_alias == challenger_alias:
@@ -992,6 +1034,8 @@ def promote_if_better(
             f"Version {version} of model {name!r} is {mv.status}, not READY; register it first."
         )
     metrics = _run_metrics(client, name, mv)
+    if rules == DEFAULT_GATE:
+        parsed = parse_rules(default_gate_rules(_run_task(client, name, mv)))
     missing = missing_metrics(parsed, metrics)
     if missing:
         raise GateRuleError(

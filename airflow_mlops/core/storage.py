@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import uuid
@@ -70,6 +71,15 @@ def local_path(uri: str) -> str:
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
     return os.path.abspath(os.path.expanduser(uri))
+
+
+_UNSAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._=+-]+")
+
+
+def safe_segment(text: str) -> str:
+    """``text`` as one safe path segment: runs of other characters become ``_`` (``manual__2026-12-02T10:00``
+    -> ``manual__2026-12-02T10_00``); never empty, never ``.`` or ``..``."""
+    return _UNSAFE_SEGMENT.sub("_", str(text)).strip("_.") or "x"
 
 
 def join_uri(base: str, *parts: str) -> str:

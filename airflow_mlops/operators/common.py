@@ -1,8 +1,10 @@
-"""Helpers every airflow-mlops operator shares: task identity and the MLflow hook of a task."""
+"""Helpers every airflow-mlops operator shares: task identity, the MLflow hook of a task, retry semantics."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_mlops.core.lineage import AirflowIdentity
 
@@ -30,3 +32,42 @@ def resolve_mlflow_conn_id(conn_id: str | None) -> str:
     from airflow_mlops.settings import get_settings
 
     return get_settings().mlflow_conn_id
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def permanent_failure(err: BaseException) -> BaseException | None:
+    """
+    The ``AirflowFailException`` to raise instead of ``err`` when no retry can fix it, else None.
+
+    The one place where the provider's error classes (their ``retryable`` flag, see
+    :mod:`airflow_mlops.exceptions`) become Airflow retry semantics: a bad spec, bad data, a schema mismatch,
+    a failed suite, a gate rejection or a config error fails the task for good; an unreachable service or a
+    training process/pod that died keeps Airflow's retries.
+    """
+    from airflow_mlops.exceptions import MlopsError
+
+    if isinstance(err, MlopsError) and not err.retryable:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        failure = AirflowFailException(f"{err} (not retried: a retry with the same input fails the same way)")
+        failure.__cause__ = err
+        return failure
+    return None
+
+
+def fail_fast(method: _F) -> _F:
+    """Decorate ``execute`` / ``execute_complete`` / ``trigger_reentry``: see :func:`permanent_failure`."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as err:
+            failure = permanent_failure(err)
+            if failure is None:
+                raise
+            raise failure from err
+
+    return wrapper  # type: ignore[return-value]

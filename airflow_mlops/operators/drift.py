@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -14,9 +13,10 @@ from airflow_mlops.assets import drift_asset, drift_asset_alias
 from airflow_mlops.core.drift import DEFAULT_DRIFT_SHARE, DEFAULT_SEED
 from airflow_mlops.core.lineage import TAG_DATASET_FINGERPRINT, TAG_DATASET_URI, TAG_TI_KEY
 from airflow_mlops.core.policy import RetrainingPolicy
+from airflow_mlops.core.storage import safe_segment
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError, ModelNotFound
 from airflow_mlops.links.drift import DriftReportLink
-from airflow_mlops.operators.common import identity_from_context, resolve_mlflow_conn_id
+from airflow_mlops.operators.common import fail_fast, identity_from_context, resolve_mlflow_conn_id
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -32,11 +32,6 @@ TAG_DRIFT_VERSION = "mlops.drift.model_version"
 TAG_DRIFT_LAST = "mlops.drift.last_check"
 METRIC_DRIFT_SHARE = "drift_share"
 METRIC_DRIFTED_COLUMNS = "drifted_columns"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
-
-
-def _safe_part(text: str) -> str:
-    return _UNSAFE.sub("_", text).strip("_.") or "x"
 
 
 class EvidentlyDetectDriftOperator(BaseOperator):
@@ -61,7 +56,7 @@ class EvidentlyDetectDriftOperator(BaseOperator):
         check = EvidentlyDetectDriftOperator(
             task_id="drift",
             model_name="churn",
-            current_uri="s3://lake/churn/{{ ds }}.parquet",
+            current_uri="s3://lake/churn/{{ dag_run.run_after | ds }}.parquet",
             policy={"persistence": 2, "cooldown": "1d", "max_retrains": 3, "window": "7d"},
         )
         # elsewhere: DAG("churn_retrain", schedule=[drift_asset("churn")], ...)
@@ -165,6 +160,7 @@ class EvidentlyDetectDriftOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     # ------------------------------------------------------------------------------------------ execute
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.drift import detect_drift
         from airflow_mlops.core.policy import DriftCheck, MlflowPolicyStore
@@ -186,9 +182,9 @@ class EvidentlyDetectDriftOperator(BaseOperator):
             report_uri = self.report_uri or join_uri(
                 settings.report_base_uri,
                 "drift",
-                _safe_part(name),
-                _safe_part(identity.run_id),
-                _safe_part(
+                safe_segment(name),
+                safe_segment(identity.run_id),
+                safe_segment(
                     identity.task_id if identity.map_index < 0 else f"{identity.task_id}.{identity.map_index}"
                 ),
             )

@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import MlopsConfigError
 from airflow_mlops.links.inference import BatchInferenceModelLink
+from airflow_mlops.operators.common import fail_fast
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -93,8 +94,8 @@ class BatchInferenceOperator(BaseOperator):
         BatchInferenceOperator(
             task_id="score",
             model_uri="models:/churn@champion",
-            input_uri="s3://lake/customers/{{ ds }}/",
-            output_uri="s3://lake/predictions/churn/{{ ds }}.parquet",
+            input_uri="s3://lake/customers/{{ dag_run.run_after | ds }}/",
+            output_uri="s3://lake/predictions/churn/{{ run_id }}.parquet",
             passthrough_columns=["customer_id"],
         )
 
@@ -144,6 +145,7 @@ class BatchInferenceOperator(BaseOperator):
         mlflow_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)  # so ``score.output["model_version"]`` works downstream
         _default_outlets(kwargs)
         super().__init__(**kwargs)
         if flavor not in ("auto", "native", "pyfunc"):
@@ -163,6 +165,7 @@ class BatchInferenceOperator(BaseOperator):
         self.progress_interval = progress_interval
         self.mlflow_conn_id = mlflow_conn_id
 
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.scoring import run_batch_inference
         from airflow_mlops.links.base import mlflow_model_version_url, push_link
@@ -215,15 +218,15 @@ class BatchInferencePlanOperator(BaseOperator):
         plan = BatchInferencePlanOperator(
             task_id="plan",
             model_uri="models:/churn@champion",
-            input_uri="s3://lake/customers/{{ ds }}/",
-            output_uri="s3://lake/predictions/churn/{{ ds }}/",
+            input_uri="s3://lake/customers/{{ dag_run.run_after | ds }}/",
+            output_uri="s3://lake/predictions/churn/{{ run_id }}/",
             num_shards=8,
         )
         score = BatchInferenceOperator.partial(
             task_id="score", passthrough_columns=["customer_id"], outlets=[]
         ).expand_kwargs(plan.output)
         BatchInferenceCombineOperator(
-            task_id="combine", output_uri="s3://lake/predictions/churn/{{ ds }}/", shards=score.output
+            task_id="combine", output_uri="s3://lake/predictions/churn/{{ run_id }}/", shards=score.output
         )
 
     :param model_uri: Registry URI to pin (templated).
@@ -255,6 +258,7 @@ class BatchInferencePlanOperator(BaseOperator):
         self.num_shards = num_shards
         self.mlflow_conn_id = mlflow_conn_id
 
+    @fail_fast
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_mlops.core.scoring import plan_shards, resolve_model
         from airflow_mlops.links.base import mlflow_model_version_url, push_link
@@ -296,6 +300,7 @@ class BatchInferenceCombineOperator(BaseOperator):
         self.shards = shards
         self.mlflow_conn_id = mlflow_conn_id
 
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.scoring import combine_shards
         from airflow_mlops.links.base import mlflow_model_version_url, push_link

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from airflow_mlops.core.training_spec import ModelFamily, TrainingSpec
 from airflow_mlops.exceptions import ConnectionConfigError, MlopsConfigError, MlopsError, TrainingFailed
-from airflow_mlops.operators.common import identity_from_context
+from airflow_mlops.operators.common import fail_fast, identity_from_context
 from airflow_mlops.operators.training import MlflowTrainingRunLink, TrainingOperatorMixin
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
     ``MLFLOW_TRACKING_PASSWORD``), so no credential is ever in the pod spec, the rendered fields or the task
     log. After the pod ends, the MLflow run is found by the task-identity tags (exactly like
     ``LocalTrainModelOperator``) and ``{run_id, experiment_id, model_uri, metrics, dataset_uri,
-    dataset_fingerprint, run_url}`` is returned (and pushed as ``return_value``). A failed pod fails the task
+    dataset_fingerprint, run_url}`` is returned (pushed as ``return_value`` and per key, so
+    ``train.output["run_id"]`` works). A failed pod fails the task
     with the termination reason (OOMKilled, exit code, never scheduled, deleted) and its last log lines.
 
     .. code-block:: python
@@ -59,7 +60,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
             task_id="train",
             training={
                 "experiment": "churn",
-                "dataset_uri": "s3://lake/churn/{{ ds }}.parquet",
+                "dataset_uri": "s3://lake/churn/{{ dag_run.run_after | ds }}.parquet",
                 "target": "churned",
                 "model": {"family": "torch_mlp", "params": {"epochs": 30}},
                 "checkpoint_uri": "s3://ml-checkpoints/churn/{{ run_id }}",
@@ -76,7 +77,13 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
     Every other ``KubernetesPodOperator`` argument passes through (``namespace``, ``kubernetes_conn_id``,
     ``deferrable``, ``affinity``, ``service_account_name``, ``on_finish_action``...).
 
-    :param training: The training spec: a dict, JSON string, JSON file path or ``TrainingSpec``. (templated)
+    :param training: The training spec: a dict, JSON string, JSON file path or ``TrainingSpec``. Every string in
+        a dict spec is rendered, so ``"checkpoint_uri": "s3://ckpt/{{ run_id }}"`` works. (templated)
+    :param dataset_uri: This run's training data; replaces the spec's ``dataset_uri``. (templated)
+    :param hyperparameters: This run's overrides of ``model.params``: a dict or a JSON object string such as
+        ``"{{ params.hyperparameters | tojson }}"``. (templated)
+    :param validation: The validation summary of the data (e.g. ``validate.output``), recorded as lineage
+        tags on the MLflow run. (templated)
     :param image: Training image; default ``[mlops] training_image``. (templated)
     :param gpu_count: GPUs requested (and limited) as ``gpu_resource``; 0 trains on CPU.
     :param gpu_resource: Extended resource name of the GPU device plugin, default ``nvidia.com/gpu``.
@@ -102,6 +109,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
     template_fields: Sequence[str] = (
         *KubernetesPodOperator.template_fields,
         "training",
+        *TrainingOperatorMixin.run_input_fields,
         "mlflow_conn_id",
         "mlflow_secret_name",
         "pod_mlflow_tracking_uri",
@@ -109,6 +117,8 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
     template_fields_renderers: ClassVar[dict[str, str]] = {
         **KubernetesPodOperator.template_fields_renderers,
         "training": "json",
+        "hyperparameters": "json",
+        "validation": "json",
     }
     operator_extra_links = (MlflowTrainingRunLink(),)
     ui_color = "#d8e7f5"
@@ -117,6 +127,9 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
         self,
         *,
         training: Any,
+        dataset_uri: str | None = None,
+        hyperparameters: Any = None,
+        validation: Any = None,
         image: str | None = None,
         gpu_count: int = 0,
         gpu_resource: str = DEFAULT_GPU_RESOURCE,
@@ -137,6 +150,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
     ) -> None:
         task_id = kwargs.get("task_id", "?")
         _check_surface(task_id, gpu_count, gpu_resource, gpu_type, cpu, memory, memory_limit, kwargs)
+        kwargs.setdefault("multiple_outputs", True)  # so ``train.output["run_id"]`` works downstream
         kwargs.setdefault("cmds", list(INTERPRETER))
         kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
         kwargs.setdefault("log_pod_spec_on_failure", False)
@@ -182,6 +196,9 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
             **kwargs,
         )
         self.training = training
+        self.dataset_uri = dataset_uri
+        self.hyperparameters = hyperparameters
+        self.validation = validation
         self.gpu_count = gpu_count
         self.gpu_resource = gpu_resource
         self.gpu_type = gpu_type
@@ -192,6 +209,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
         self._diagnosis: Exception | None = None
 
     # ------------------------------------------------------------------ execution
+    @fail_fast
     def execute(self, context: Context) -> Any:
         self._resolve_kubernetes_conn_id()
         identity = identity_from_context(context)
@@ -210,6 +228,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
         self._run_pod(None, super().execute, context)
         return self._publish_result(context, spec, identity, hook)
 
+    @fail_fast
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the deferrable trigger: the same failure translation and run lookup as ``execute``."""
         self._resolve_kubernetes_conn_id()

@@ -23,7 +23,7 @@ from airflow_mlops.core.lineage import TAG_TRY_NUMBER
 from airflow_mlops.exceptions import MlopsConfigError, ModelGateRejected
 from airflow_mlops.links.base import mlflow_model_version_url, mlflow_run_url, push_link
 from airflow_mlops.links.mlflow import MlflowModelVersionLink, MlflowRunLink
-from airflow_mlops.operators.common import identity_from_context, resolve_mlflow_conn_id
+from airflow_mlops.operators.common import fail_fast, identity_from_context, resolve_mlflow_conn_id
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -152,6 +152,7 @@ class MlflowRegisterModelOperator(_MlflowRegistryOperator):
         self.await_ready_timeout = await_ready_timeout
         self.idempotent = idempotent
 
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.registry import register_model_version
 
@@ -217,7 +218,8 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     :param version: Candidate version (templated).
     :param rules: List of rules ``{"metric", "min_delta", "greater_is_better", "min", "max"}`` or a JSON string
         of it (templated). ``min_delta`` compares with the champion; ``min``/``max`` are absolute. Required;
-        ``[]`` promotes every candidate.
+        ``[]`` promotes every candidate, ``"default"`` applies the default gate of the task the trainer recorded
+        on the run (:func:`airflow_mlops.core.registry.default_gate_rules`).
     :param on_reject: ``fail`` (default: the task fails with ModelGateRejected), ``skip`` (downstream skips) or
         ``succeed``.
     :param champion_alias: Default ``[mlops] champion_alias`` (templated).
@@ -258,7 +260,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
                 f"{self.task_id}: rules is required, e.g. [{{'metric': 'val_roc_auc', 'min_delta': 0.002}}]; "
                 "pass rules=[] to promote every candidate."
             )
-        if not _is_templated(rules):
+        if rules != "default" and not _is_templated(rules):
             from airflow_mlops.core.registry import parse_rules
 
             parse_rules(rules)  # a malformed literal rule fails when the DAG is parsed, not at 3 a.m.
@@ -267,6 +269,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
         self.champion_alias = champion_alias
         self.challenger_alias = challenger_alias
 
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -357,6 +360,7 @@ class MlflowRollbackModelOperator(_MlflowRegistryOperator):
         self.version = version
         self.reason = reason
 
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.registry import rollback_alias
         from airflow_mlops.settings import get_settings
@@ -413,6 +417,7 @@ class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
         self.version = version
         self.reason = reason
 
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.registry import set_alias
 

@@ -3,12 +3,14 @@
 Both run the same entrypoint (``python -m airflow_mlops.training --spec <json>``), in a local subprocess here
 and in a pod in ``operators/kubernetes.py``. The training process tags its MLflow run with the task identity;
 after it ends the operator finds that run and returns ``{run_id, experiment_id, model_uri, metrics,
-dataset_uri, dataset_fingerprint, run_url}``. No Kubernetes import here.
+dataset_uri, dataset_fingerprint, run_url}`` (``multiple_outputs``: ``train.output["run_id"]`` works). No
+Kubernetes import here.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import shutil
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlops.core.lineage import AirflowIdentity
+from airflow_mlops.core.lineage import TAG_VALIDATION, TAG_VALIDATION_REPORT, AirflowIdentity
 from airflow_mlops.core.training_result import (
     EXIT_BAD_INPUT,
     IDENTITY_ENV,
@@ -29,10 +31,10 @@ from airflow_mlops.core.training_result import (
     error_from_lines,
     find_training_run,
 )
-from airflow_mlops.core.training_spec import ModelFamily, TrainingSpec
+from airflow_mlops.core.training_spec import ModelFamily, ModelSpec, TrainingSpec
 from airflow_mlops.exceptions import MlopsConfigError, TrainingFailed, TrainingSpecError
 from airflow_mlops.links.base import XComUrlLink, push_link
-from airflow_mlops.operators.common import identity_from_context, resolve_mlflow_conn_id
+from airflow_mlops.operators.common import fail_fast, identity_from_context, resolve_mlflow_conn_id
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -67,6 +69,42 @@ def default_checkpoint_uri(identity: AirflowIdentity, base_uri: str | None = Non
     return join_uri(base_uri, "checkpoints", *safe, "checkpoint.pt")
 
 
+def validation_tag(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a validation summary recorded as the ``mlops.validation`` tag of the training run."""
+    keep = ("success", "status", "suite", "evaluated", "unsuccessful", "rows", "fingerprint", "dataset_uri")
+    return {k: summary[k] for k in keep if k in summary}
+
+
+def _optional_text(value: Any) -> str | None:
+    """A rendered template of 'no value' ('' or 'None') is None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in {"", "None", "null"} else text
+
+
+def _mapping_arg(value: Any, name: str, task_id: str) -> dict[str, Any]:
+    """A mapping argument that may arrive as a rendered JSON string (``{{ params.x | tojson }}``)."""
+    if isinstance(value, str):
+        text = _optional_text(value)
+        if text is None:
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise MlopsConfigError(
+                f"task {task_id!r}: {name} rendered to {text[:200]!r}, which is not a JSON object; render it "
+                "with the tojson filter, e.g. '{{ params.hyperparameters | tojson }}'."
+            ) from None
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MlopsConfigError(
+            f"task {task_id!r}: {name} must be an object (mapping), got {type(value).__name__} {value!r}."
+        )
+    return dict(value)
+
+
 class TrainingOperatorMixin:
     """
     What LocalTrainModelOperator and KubernetesTrainModelOperator share: build and check the spec, build the
@@ -76,15 +114,57 @@ class TrainingOperatorMixin:
     ``self.log`` exists.
     """
 
+    #: The per-run parts, rendered by Airflow and applied on top of ``training`` (see :meth:`run_spec`).
+    run_input_fields: ClassVar[tuple[str, ...]] = ("dataset_uri", "hyperparameters", "validation")
+
     training: Any
+    dataset_uri: str | None
+    hyperparameters: Mapping[str, Any] | str | None
+    validation: Mapping[str, Any] | str | None
     mlflow_conn_id: str | None
     log: Any
+    task_id: str
+
+    def run_spec(self) -> dict[str, Any]:
+        """
+        The rendered ``training`` as a dict with this run's parts applied: ``dataset_uri`` replaces the spec's,
+        ``hyperparameters`` are merged over ``model.params``, and the ``validation`` summary (the validation
+        task's XCom) becomes lineage tags on the MLflow run.
+        """
+        spec = self.training
+        if isinstance(spec, TrainingSpec):
+            spec = spec.to_dict()
+        if isinstance(spec, str | bytes):
+            spec = TrainingSpec.from_obj(spec).to_dict()
+        if not isinstance(spec, Mapping):
+            raise TrainingSpecError(
+                f"task {self.task_id!r}: training must be a training spec mapping, not {type(spec).__name__}."
+            )
+        spec = dict(spec)
+        dataset_uri = _optional_text(self.dataset_uri)
+        if dataset_uri:
+            spec["dataset_uri"] = dataset_uri
+        overrides = _mapping_arg(self.hyperparameters, "hyperparameters", self.task_id)
+        if overrides:
+            model = spec.get("model")
+            model = ModelSpec.from_obj(model).to_dict() if isinstance(model, str) else dict(model or {})
+            model["params"] = {**(model.get("params") or {}), **overrides}
+            spec["model"] = model
+        validation = _mapping_arg(self.validation, "validation", self.task_id)
+        if validation:
+            tags = dict(spec.get("tags") or {})
+            tags[TAG_VALIDATION] = json.dumps(validation_tag(validation), sort_keys=True, default=str)
+            report = validation.get("report_html_uri") or validation.get("report_uri")
+            if report:
+                tags[TAG_VALIDATION_REPORT] = str(report)
+            spec["tags"] = tags
+        return spec
 
     def build_training_spec(
         self, identity: AirflowIdentity, *, default_checkpoint: bool = True
     ) -> TrainingSpec:
-        """Parse the rendered ``training`` and check it; give the MLP a per-task-instance checkpoint URI."""
-        spec = TrainingSpec.from_obj(self.training)
+        """Parse the rendered spec of this run and check it; give the MLP a per-task-instance checkpoint URI."""
+        spec = TrainingSpec.from_obj(self.run_spec())
         if default_checkpoint and spec.model.family is ModelFamily.TORCH_MLP and not spec.checkpoint_uri:
             spec.checkpoint_uri = default_checkpoint_uri(identity)
         spec.validate_static()
@@ -165,7 +245,7 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
             task_id="train",
             training={
                 "experiment": "churn",
-                "dataset_uri": "s3://lake/churn/{{ ds }}.parquet",
+                "dataset_uri": "s3://lake/churn/{{ dag_run.run_after | ds }}.parquet",
                 "target": "churned",
                 "model": {"family": "sklearn", "estimator": "sklearn.ensemble.RandomForestClassifier",
                           "params": {"n_estimators": 200}},
@@ -173,16 +253,33 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
             },
         )
 
-    :param training: The training spec: a dict, JSON string, JSON file path or TrainingSpec (templated).
-    :param mlflow_conn_id: MLflow connection; defaults to ``[mlops] mlflow_conn_id``.
+    :param training: The training spec: a dict, JSON string, JSON file path or TrainingSpec. Every string in a
+        dict spec is rendered, so ``"checkpoint_uri": "s3://ckpt/{{ run_id }}"`` works (templated).
+    :param dataset_uri: This run's training data; replaces the spec's ``dataset_uri`` (templated).
+    :param hyperparameters: This run's overrides of ``model.params``: a dict, or a JSON object string such as
+        ``"{{ params.hyperparameters | tojson }}"`` (templated).
+    :param validation: The validation summary of the data (e.g. ``validate.output``), recorded as lineage
+        tags on the MLflow run (templated).
+    :param mlflow_conn_id: MLflow connection; defaults to ``[mlops] mlflow_conn_id`` (templated).
     :param python: Interpreter that runs the entrypoint; defaults to ``[mlops] training_python``, else this
         worker's Python (templated).
     :param env: Extra environment variables for the process (templated).
     :param kill_grace_seconds: Seconds between SIGTERM and SIGKILL when the task is killed.
     """
 
-    template_fields: Sequence[str] = ("training", "python", "env")
-    template_fields_renderers: ClassVar[dict[str, str]] = {"training": "json", "env": "json"}
+    template_fields: Sequence[str] = (
+        "training",
+        *TrainingOperatorMixin.run_input_fields,
+        "python",
+        "env",
+        "mlflow_conn_id",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "training": "json",
+        "hyperparameters": "json",
+        "validation": "json",
+        "env": "json",
+    }
     operator_extra_links = (MlflowTrainingRunLink(),)
     ui_color = "#d6eaf8"
 
@@ -190,16 +287,23 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
         self,
         *,
         training: dict[str, Any] | str | TrainingSpec,
+        dataset_uri: str | None = None,
+        hyperparameters: Mapping[str, Any] | str | None = None,
+        validation: Mapping[str, Any] | str | None = None,
         mlflow_conn_id: str | None = None,
         python: str | None = None,
         env: Mapping[str, str] | None = None,
         kill_grace_seconds: float = 10.0,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)  # so ``train.output["run_id"]`` works downstream
         super().__init__(**kwargs)
         if isinstance(training, TrainingSpec):
             training = training.to_dict()
         self.training = training
+        self.dataset_uri = dataset_uri
+        self.hyperparameters = hyperparameters
+        self.validation = validation
         self.mlflow_conn_id = mlflow_conn_id
         self.python = python
         self.env = dict(env) if env else {}
@@ -228,6 +332,7 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
         env.update(self.identity_env(identity))
         return env
 
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         identity = identity_from_context(context)
         spec = self.build_training_spec(identity)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
+from airflow_mlops.core.storage import safe_segment
 from airflow_mlops.exceptions import MlopsConfigError
 from airflow_mlops.links.validation import GXValidationReportLink
-from airflow_mlops.operators.common import identity_from_context
+from airflow_mlops.operators.common import fail_fast, identity_from_context
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from airflow_mlops.core.lineage import AirflowIdentity
     from airflow_mlops.core.validation import ValidationResult
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 ASSET_ALIAS_PREFIX = "mlops-validated"
 
 
@@ -32,10 +31,6 @@ class OnFailure(StrEnum):
     SKIP = "skip"  # AirflowSkipException, so downstream tasks skip
 
 
-def _safe_part(text: str) -> str:
-    return _UNSAFE.sub("_", text).strip("_.") or "x"
-
-
 def default_report_uri(report_base_uri: str, identity: AirflowIdentity) -> str:
     """``<report_base_uri>/validation/<dag_id>/<run_id>/<task_id>[.<map_index>]``."""
     from airflow_mlops.core.storage import join_uri
@@ -44,9 +39,9 @@ def default_report_uri(report_base_uri: str, identity: AirflowIdentity) -> str:
     return join_uri(
         report_base_uri,
         "validation",
-        _safe_part(identity.dag_id),
-        _safe_part(identity.run_id),
-        _safe_part(task),
+        safe_segment(identity.dag_id),
+        safe_segment(identity.run_id),
+        safe_segment(task),
     )
 
 
@@ -83,7 +78,7 @@ class GXValidateDatasetOperator(BaseOperator):
 
         validate = GXValidateDatasetOperator(
             task_id="validate",
-            dataset_uri="s3://lake/churn/{{ ds }}.parquet",
+            dataset_uri="s3://lake/churn/{{ dag_run.run_after | ds }}.parquet",
             suite="suites/churn.json",  # relative to this DAG file's folder
             on_failure="warn",
         )
@@ -167,6 +162,7 @@ class GXValidateDatasetOperator(BaseOperator):
             self.asset_alias = AssetAlias(name=asset_alias or f"{ASSET_ALIAS_PREFIX}:{owner}")
             self.outlets = [*self.outlets, self.asset_alias]
 
+    @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 

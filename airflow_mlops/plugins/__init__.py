@@ -10,11 +10,12 @@ from airflow.plugins_manager import AirflowPlugin
 
 from airflow_mlops.plugins.api import create_app
 from airflow_mlops.plugins.macros import champion_uri, model_uri
+from airflow_mlops.templates.macros import run_date, run_slug
 
 
 class MlopsPlugin(AirflowPlugin):
     """Macros under ``{{ macros.airflow_mlops.* }}`` and the ``/mlops`` API (report viewer, health)."""
 
     name = "airflow_mlops"
-    macros = [model_uri, champion_uri]
+    macros = [model_uri, champion_uri, run_date, run_slug]
     fastapi_apps = [{"app": create_app(), "url_prefix": "/mlops", "name": "airflow-mlops reports"}]

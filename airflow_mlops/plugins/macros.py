@@ -1,4 +1,8 @@
-"""Template macros: ``{{ macros.airflow_mlops.model_uri('churn', 'champion') }}`` -> ``models:/churn@champion``."""
+"""Template macros: ``{{ macros.airflow_mlops.model_uri('churn', 'champion') }}`` -> ``models:/churn@champion``.
+
+``run_date(dag_run)`` and ``run_slug(run_id)`` (from :mod:`airflow_mlops.templates.macros`) give per-run paths
+that work in runs without a logical date: ``{{ macros.airflow_mlops.run_slug(run_id) }}``.
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError
-from airflow_mlops.operators.common import resolve_mlflow_conn_id
+from airflow_mlops.operators.common import fail_fast, resolve_mlflow_conn_id
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -87,6 +87,7 @@ class DriftSensor(BaseSensorOperator):
         found = self._check(context)
         return PokeReturnValue(is_done=found is not None, xcom_value=found)
 
+    @fail_fast
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
@@ -107,6 +108,7 @@ class DriftSensor(BaseSensorOperator):
             timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
         )
 
+    @fail_fast
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not event or event.get("status") != "success":
             message = (event or {}).get("message", "no event")

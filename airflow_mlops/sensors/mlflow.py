@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_mlops.exceptions import ModelRegistryError
 from airflow_mlops.links.base import mlflow_model_version_url, push_link
 from airflow_mlops.links.mlflow import MlflowModelVersionLink
-from airflow_mlops.operators.common import resolve_mlflow_conn_id
+from airflow_mlops.operators.common import fail_fast, resolve_mlflow_conn_id
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -125,6 +125,7 @@ class MlflowModelAliasSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._found(context, name, alias, version))
 
+    @fail_fast
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
@@ -148,6 +149,7 @@ class MlflowModelAliasSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout),
         )
 
+    @fail_fast
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger fired: return the version, or fail with the trigger's message."""
         if not event or event.get("status") != "success":

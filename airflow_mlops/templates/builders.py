@@ -13,16 +13,15 @@ config asks for the ``kubernetes`` backend, because the provider module costs ~3
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Param, TaskGroup, chain
 
-from airflow_mlops.core.lineage import TAG_VALIDATION, TAG_VALIDATION_REPORT
 from airflow_mlops.exceptions import TemplateConfigError
 from airflow_mlops.templates.config import LifecycleConfig
+from airflow_mlops.templates.macros import run_date, run_slug, storage_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -39,45 +38,6 @@ DRIFT_TASK = "detect_drift"
 
 
 # --------------------------------------------------------------------------------------------------- macros
-def training_spec_json(
-    cfg_json: str, params: Mapping[str, Any] | None, train_uri: str, validation: Any = None
-) -> str:
-    """
-    The training spec of one run as JSON: the config's spec with the run's training data URI (already
-    rendered), the run's hyperparameter Params on top, and the validation summary attached as lineage tags.
-    Used as the template macro ``mlops_training_spec``.
-    """
-    spec: dict[str, Any] = json.loads(cfg_json)
-    params = dict(params or {})
-    spec["dataset_uri"] = str(train_uri).strip()
-    overrides = params.get("hyperparameters") or {}
-    if overrides:
-        model = dict(spec.get("model") or {})
-        model["params"] = {**(model.get("params") or {}), **overrides}
-        spec["model"] = model
-    if isinstance(validation, Mapping):
-        tags = dict(spec.get("tags") or {})
-        tags[TAG_VALIDATION] = json.dumps(_validation_tag(validation), sort_keys=True)
-        report = validation.get("report_html_uri") or validation.get("report_uri")
-        if report:
-            tags[TAG_VALIDATION_REPORT] = str(report)
-        spec["tags"] = tags
-    return json.dumps(spec, sort_keys=True)
-
-
-def _validation_tag(summary: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("success", "status", "suite", "evaluated", "unsuccessful", "rows", "fingerprint", "dataset_uri")
-    return {k: summary[k] for k in keep if k in summary}
-
-
-def storage_uri(*parts: str) -> str:
-    """``[mlops] storage_base_uri`` joined with ``parts``: the template macro ``mlops_storage``."""
-    from airflow_mlops.core.storage import join_uri
-    from airflow_mlops.settings import get_settings
-
-    return join_uri(get_settings().storage_base_uri, *parts)
-
-
 def _param_or(param: str, default_template: str) -> str:
     """A template that renders the run's Param when set, else the config's (itself templated) value."""
     return (
@@ -105,11 +65,9 @@ def _register_macros(group: TaskGroup) -> None:
     dag.user_defined_macros = macros
 
 
-def _xcom(group_id: str | None, task_id: str, key: str | None = None) -> str:
-    """Jinja expression pulling a task's return value (or one key of it) inside the same DAG run."""
-    full = f"{group_id}.{task_id}" if group_id else task_id
-    pull = f"ti.xcom_pull(task_ids='{full}')"
-    return "{{ " + (f"{pull}['{key}']" if key else pull) + " }}"
+def _output(task: BaseOperator, key: str) -> Any:
+    """``task.output[key]``: one key of a ``multiple_outputs`` task's result, resolved in the same run."""
+    return task.output[key]  # type: ignore[index]
 
 
 # ------------------------------------------------------------------------------------------ stage builders
@@ -131,18 +89,19 @@ def build_validation_task(
     )
 
 
-def build_training_task(cfg: LifecycleConfig, *, group_id: str | None, validated: bool) -> BaseOperator:
-    """The training step on the configured backend, its spec rendered per run by :func:`training_spec_json`."""
-    base = {"experiment": cfg.experiment_name, **cfg.training.spec}
-    validation = f", ti.xcom_pull(task_ids='{group_id + '.' if group_id else ''}{VALIDATE_TASK}')"
-    training = (
-        "{% set train_uri %}" + _param_or("train_uri", cfg.data.train_uri) + "{% endset %}"
-        "{{ mlops_training_spec(" + repr(json.dumps(base, sort_keys=True)) + ", params, train_uri"
-        + (validation if validated else "") + ") }}"
-    )  # fmt: skip
+def build_training_task(cfg: LifecycleConfig, *, validation: Any = None) -> BaseOperator:
+    """
+    The training step on the configured backend. ``training.spec`` goes in as a dict, so Airflow renders every
+    templated string in it (``checkpoint_uri: s3://ckpt/{{ run_id }}``); the run's parts are the operator's
+    own template fields: the dataset URI (the ``train_uri`` Param, else ``data.train_uri``), the
+    ``hyperparameters`` Param, and ``validation`` (the validation task's output, recorded as lineage).
+    """
     common: dict[str, Any] = {
         "task_id": TRAIN_TASK,
-        "training": training,
+        "training": {"experiment": cfg.experiment_name, **cfg.training.spec},
+        "dataset_uri": _param_or("train_uri", cfg.data.train_uri),
+        "hyperparameters": "{{ (params.get('hyperparameters') or {}) | tojson }}",
+        "validation": validation,
         "mlflow_conn_id": cfg.mlflow_conn_id,
         "retries": cfg.training.retries,
         "retry_delay": timedelta(seconds=30),
@@ -184,20 +143,19 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
     with TaskGroup(group_id=group_id, tooltip=f"Train and gate {cfg.model_name}") as group:
         _register_macros(group)
         validate = build_validation_task(cfg, dataset_uri=_param_or("train_uri", cfg.data.train_uri))
-        train = build_training_task(cfg, group_id=group_id, validated=validate is not None)
+        train = build_training_task(cfg, validation=validate.output if validate is not None else None)
         register = MlflowRegisterModelOperator(
             task_id=REGISTER_TASK,
             name=cfg.model_name,
-            run_id=_xcom(group_id, TRAIN_TASK, "run_id"),
-            model_uri=_xcom(group_id, TRAIN_TASK, "model_uri"),
+            run_id=_output(train, "run_id"),
+            model_uri=_output(train, "model_uri"),
             mlflow_conn_id=cfg.mlflow_conn_id,
         )
-        rules = [*cfg.gate.rules, *cfg.gate.floors]
         promote = MlflowPromoteModelOperator(
             task_id=PROMOTE_TASK,
             name=cfg.model_name,
-            version=_xcom(group_id, REGISTER_TASK, "version"),
-            rules=rules,
+            version=_output(register, "version"),
+            rules=cfg.gate_rules(),
             on_reject=cfg.gate.on_reject,
             mlflow_conn_id=cfg.mlflow_conn_id,
             pool=cfg.gate.pool,
@@ -206,7 +164,7 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
             task_id=FORCE_TASK,
             name=cfg.model_name,
             alias=get_settings().champion_alias,
-            version=_xcom(group_id, REGISTER_TASK, "version"),
+            version=_output(register, "version"),
             reason="forced from the UI: {{ params.get('force_reason') }}",
             mlflow_conn_id=cfg.mlflow_conn_id,
             pool=cfg.gate.pool,
@@ -251,7 +209,7 @@ def build_inference_group(cfg: LifecycleConfig, *, group_id: str = "inference") 
                 EvidentlyDetectDriftOperator(
                     task_id=DRIFT_TASK,
                     model_name=cfg.model_name,
-                    model_version=_xcom(group_id, SCORE_TASK, "model_version"),
+                    model_version=_output(score, "model_version"),
                     current_uri=input_uri,
                     reference_uri=cfg.drift.reference_uri,
                     columns=cfg.drift.columns,
@@ -358,7 +316,7 @@ def build_inference_dag(cfg: LifecycleConfig) -> DAG:
     return dag
 
 
-TEMPLATE_MACROS.update({"mlops_training_spec": training_spec_json, "mlops_storage": storage_uri})
+TEMPLATE_MACROS.update({"mlops_storage": storage_uri, "mlops_run_date": run_date, "mlops_run_slug": run_slug})
 
 Builder = Callable[[LifecycleConfig], DAG]
 BUILDERS: dict[str, Builder] = {

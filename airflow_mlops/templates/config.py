@@ -84,6 +84,9 @@ class TrainingConfig:
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     retries: int = 1
 
+    def __post_init__(self) -> None:
+        check_training_spec(self.spec)
+
 
 @dataclass(frozen=True)
 class GateConfig:
@@ -95,12 +98,38 @@ class GateConfig:
     :param on_reject: ``succeed`` (keep the champion, DAG succeeds), ``skip`` or ``fail``.
     :param pool: Airflow pool for the alias moves. Create a one-slot pool (``airflow pools set
         mlops_promotion 1 "champion alias moves"``) and name it here so two runs never interleave a promotion.
+
+    Leaving out both ``rules`` and ``floors`` applies the default gate of the model's task
+    (:func:`airflow_mlops.core.registry.default_gate_rules`): for classification ``val_roc_auc`` not worse
+    than the champion and at least 0.65, for regression ``val_rmse`` not worse than the champion and
+    ``val_r2`` at least 0 (better than predicting the mean). Give ``rules: []`` and ``floors: []`` to promote
+    every candidate.
     """
 
-    rules: list[dict[str, Any]] = field(default_factory=list)
-    floors: list[dict[str, Any]] = field(default_factory=list)
+    rules: list[dict[str, Any]] | None = None
+    floors: list[dict[str, Any]] | None = None
     on_reject: Literal["succeed", "skip", "fail"] = "succeed"
     pool: str | None = None
+
+    def __post_init__(self) -> None:
+        from airflow_mlops.core.registry import GateRule
+        from airflow_mlops.exceptions import GateRuleError
+
+        for section in ("rules", "floors"):
+            for i, rule in enumerate(getattr(self, section) or []):
+                where = f"gate.{section}[{i}]"
+                if isinstance(rule, Mapping):
+                    for key in rule:
+                        if key not in GateRule.KEYS:
+                            raise _fail(f"{where}.{key}", _unknown_key(key, GateRule.KEYS))
+                try:
+                    GateRule.from_obj(rule, i)
+                except GateRuleError as err:
+                    raise _fail(where, str(err)) from None
+
+    @property
+    def is_default(self) -> bool:
+        return self.rules is None and self.floors is None
 
 
 @dataclass(frozen=True)
@@ -108,8 +137,9 @@ class InferenceConfig:
     """Batch scoring with the champion.
 
     :param schedule: cron or preset for the inference DAG (``None``: triggered only).
-    :param input_uri: the batch to score (templated, e.g. ``.../batches/{{ ds }}.parquet``).
-    :param output_uri: where predictions go (templated).
+    :param input_uri: the batch to score (templated, e.g. ``.../batches/{{ mlops_run_date(dag_run) }}.parquet``).
+    :param output_uri: where predictions go (templated; make it unique per run, e.g.
+        ``.../predictions/{{ mlops_run_slug(run_id) }}.parquet``).
     :param passthrough_columns: input columns copied next to the predictions (ids).
     """
 
@@ -212,6 +242,42 @@ class LifecycleConfig:
             raise _fail("data.train_uri", "is required: the URI of the training dataset.")
         if self.inference.input_uri and not self.inference.output_uri:
             raise _fail("inference.output_uri", "is required when inference.input_uri is set.")
+        self.gate_rules()  # a gate metric training cannot produce is an error now, not at run time
+
+    def gate_rules(self) -> list[dict[str, Any]] | str:
+        """
+        The rules the promotion gate applies: ``gate.rules`` + ``gate.floors``, or the default gate of the
+        model's task. When the task is only known after training (an MLP with ``task: auto``), the string
+        ``"default"``: the gate then picks the default of the task the trainer recorded on the run.
+        """
+        from airflow_mlops.core.registry import DEFAULT_GATE, default_gate_rules
+
+        task = training_task(self.training.spec)
+        if self.gate.is_default:
+            if task is None:
+                return DEFAULT_GATE
+            rules = default_gate_rules(task)
+            sections = [("gate", rule) for rule in rules]
+        else:
+            rules = [*(self.gate.rules or []), *(self.gate.floors or [])]
+            sections = [(f"gate.rules[{i}]", r) for i, r in enumerate(self.gate.rules or [])]
+            sections += [(f"gate.floors[{i}]", r) for i, r in enumerate(self.gate.floors or [])]
+        produced = produced_metrics(self.training.spec, task)
+        for where, rule in sections:
+            metric = rule.get("metric")
+            if produced is not None and metric not in produced:
+                what = f"a {task} model" if task else "the model"
+                hint = (
+                    "no gate: section, so the default gate applies, and it needs "
+                    if where == "gate"
+                    else "it is not one of "
+                )
+                raise _fail(
+                    f"{where}.metric" if where != "gate" else "gate",
+                    f"{hint}metric {metric!r}, but training.spec trains {what} that logs {sorted(produced)}. "
+                    "Use one of those metrics, or add the metric to training.spec.metrics.",
+                )
+        return rules
 
     @property
     def experiment_name(self) -> str:
@@ -327,3 +393,123 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
             continue
         kwargs[name] = _coerce(hints[name], data[name], path)
     return cls(**kwargs)  # __post_init__ errors already name their full field path
+
+
+# ------------------------------------------------------------------------------------ training spec checks
+_TEMPLATED = re.compile(r"{{|{%")
+# Spec fields whose (templated) strings are only rendered at run time; their values are not checked here.
+_RUN_TIME_FIELDS = ("dataset_uri", "checkpoint_uri", "tags", "run_name", "experiment")
+
+
+def _unknown_key(key: Any, allowed: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}.{hint} Allowed: {sorted(allowed)}."
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_TEMPLATED.search(value))
+    if isinstance(value, Mapping):
+        return any(_templated(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_templated(v) for v in value)
+    return False
+
+
+def check_training_spec(spec: Mapping[str, Any]) -> None:
+    """
+    Check ``training.spec`` when the config loads: unknown keys (``targt``), a missing target or model, bad
+    metrics, bad MLP hyperparameters. Needs no data and imports no estimator (DAG parsing stays cheap); the
+    training operator checks the estimator's own parameters before it starts anything.
+    """
+    from airflow_mlops.core.training_spec import ModelFamily, TorchMlpParams, TrainingSpec
+    from airflow_mlops.exceptions import TrainingSpecError
+
+    if not spec:
+        raise _fail("training.spec", "is required: at least target and model (see docs/training.md).")
+    allowed = {f.name for f in dataclasses.fields(TrainingSpec)}
+    for key in spec:
+        if key not in allowed:
+            raise _fail(f"training.spec.{key}", _unknown_key(key, allowed))
+    for key in ("target", "model"):
+        if spec.get(key) in (None, ""):
+            raise _fail(f"training.spec.{key}", "is required.")
+    model = spec["model"]
+    if isinstance(model, Mapping):
+        for key in model:
+            if key not in ("family", "estimator", "params"):
+                raise _fail(
+                    f"training.spec.model.{key}", _unknown_key(key, ("family", "estimator", "params"))
+                )
+    checked = {k: v for k, v in spec.items() if k not in _RUN_TIME_FIELDS}
+    if _templated(checked):
+        return  # values rendered per run (e.g. "{{ params.epochs }}") are checked by the operator
+    try:
+        parsed = TrainingSpec.from_obj({**checked, "experiment": "check", "dataset_uri": "check.parquet"})
+        if parsed.model.family is ModelFamily.TORCH_MLP:
+            names = {f.name for f in dataclasses.fields(TorchMlpParams)}
+            for key in parsed.model.params:
+                if key not in names:
+                    raise _fail(f"training.spec.model.params.{key}", _unknown_key(key, names))
+            parsed.torch_params()
+        parsed.validate_static(check_estimator=False)
+    except TrainingSpecError as err:
+        raise _fail("training.spec", str(err)) from None
+
+
+_CLASSIFIER_NAMES = re.compile(r"(Classifier|NB|SVC|LogisticRegression|LogisticRegressionCV)$")
+_REGRESSOR_NAMES = re.compile(r"(Regressor|SVR|Regression|RegressionCV|Ridge|RidgeCV|Lasso|LassoCV|"
+                              r"ElasticNet|ElasticNetCV|Lars|LassoLars)$")  # fmt: skip
+
+
+def training_task(spec: Mapping[str, Any]) -> str | None:
+    """
+    ``classification`` / ``regression`` when the spec says it without data (its ``task``, its metrics, or a
+    scikit-learn estimator whose class name says it), else None (an MLP with ``task: auto`` learns it from
+    the target column).
+    """
+    from airflow_mlops.core.training_spec import metric_task
+
+    task = spec.get("task")
+    if task in ("classification", "regression"):
+        return str(task)
+    metrics = spec.get("metrics")
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if isinstance(metrics, list) and metrics and isinstance(metrics[0], str):
+        found = metric_task(metrics[0])
+        if found is not None:
+            return found.value
+    model = spec.get("model")
+    estimator = model if isinstance(model, str) else (model or {}).get("estimator")
+    if isinstance(estimator, str) and estimator != "torch_mlp":
+        cls = estimator.rsplit(".", 1)[-1]
+        if _CLASSIFIER_NAMES.search(cls):
+            return "classification"
+        if _REGRESSOR_NAMES.search(cls):
+            return "regression"
+    return None
+
+
+def produced_metrics(spec: Mapping[str, Any], task: str | None) -> set[str] | None:
+    """The run metrics training logs for ``spec`` (``val_<metric>``...), or None when it depends on the data."""
+    from airflow_mlops.core.training_spec import DEFAULT_METRICS, TaskType
+
+    metrics = spec.get("metrics")
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if isinstance(metrics, list) and metrics:
+        names = [str(m) for m in metrics]
+    elif task is not None:
+        names = list(DEFAULT_METRICS[TaskType(task)])
+    else:
+        return None
+    produced = {f"val_{m}" for m in names}
+    model = spec.get("model")
+    family = model if isinstance(model, str) else (model or {}).get("family")
+    if family == "torch_mlp":
+        produced |= {"epochs_completed", "best_epoch"}
+    return produced

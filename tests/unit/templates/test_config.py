@@ -10,7 +10,12 @@ from airflow_mlops.templates.config import LifecycleConfig
 BASE = {
     "model_name": "churn",
     "data": {"train_uri": "/data/train.parquet"},
-    "training": {"spec": {"target": "y", "model": {"family": "sklearn"}}},
+    "training": {
+        "spec": {
+            "target": "y",
+            "model": {"family": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+        }
+    },
 }
 
 
@@ -61,5 +66,98 @@ def test_yaml_errors_name_the_file(tmp_path):
     with pytest.raises(TemplateConfigError, match=rf"{broken}: not valid YAML"):
         LifecycleConfig.from_yaml(broken)
     good = tmp_path / "good.yaml"
-    good.write_text("model_name: churn\ndata: {train_uri: /x}\ntraining: {spec: {target: y}}\n")
+    good.write_text(
+        "model_name: churn\ndata: {train_uri: /x}\ntraining: {spec: {target: y, model: torch_mlp}}\n"
+    )
     assert LifecycleConfig.from_yaml(good).source == str(good)
+
+
+# ------------------------------------------------------------------ training.spec and gate checked at load
+YAML_BASE = """\
+model_name: churn
+data: {train_uri: /data/train.parquet}
+training:
+  spec:
+    target: churned
+    model: {family: sklearn, estimator: sklearn.ensemble.HistGradientBoostingClassifier}
+"""
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "match"),
+    [
+        (
+            YAML_BASE.replace("target: churned", "targt: churned"),
+            r"training\.spec\.targt: unknown key 'targt'\. Did you mean 'target'\?",
+        ),
+        (
+            YAML_BASE.replace("estimator:", "estimatr:"),
+            r"training\.spec\.model\.estimatr: unknown key 'estimatr'\. Did you mean 'estimator'\?",
+        ),
+        (
+            YAML_BASE.replace(
+                "model: {family: sklearn, estimator: sklearn.ensemble.HistGradientBoostingClassifier}",
+                "model: {family: torch_mlp, params: {epocs: 3}}",
+            ),
+            r"training\.spec\.model\.params\.epocs: unknown key 'epocs'\. Did you mean 'epochs'\?",
+        ),
+        (
+            YAML_BASE + "    metrics: [roc_auc, rmse]\n",
+            r"training\.spec: metrics .* mix classification and regression",
+        ),
+        (
+            YAML_BASE + "gate:\n  floors:\n    - {metric: val_roc_auc, mn: 0.7}\n",
+            r"gate\.floors\[0\]\.mn: unknown key 'mn'\. Did you mean 'min'\?",
+        ),
+        (
+            YAML_BASE + "gate:\n  rules:\n    - {metric: val_roc_auc}\n",
+            r"gate\.rules\[0\]: gate rule #1 \(val_roc_auc\) checks nothing",
+        ),
+        (
+            YAML_BASE.replace("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+            + "gate:\n  floors:\n    - {metric: val_roc_auc, min: 0.7}\n",
+            r"gate\.floors\[0\]\.metric: .*'val_roc_auc'.* regression model that logs \['val_mae', 'val_r2', "
+            r"'val_rmse'\]",
+        ),
+        (
+            YAML_BASE + "    metrics: [accuracy]\n",
+            r"gate: no gate: section, so the default gate applies, and it needs metric 'val_roc_auc'",
+        ),
+    ],
+)
+def test_spec_and_gate_typos_are_import_errors_naming_file_and_field(tmp_path, yaml_text, match):
+    path = tmp_path / "churn.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(TemplateConfigError, match=rf"^{path}: {match}"):
+        LifecycleConfig.from_yaml(path)
+
+
+def test_templated_spec_values_are_left_to_run_time(tmp_path):
+    path = tmp_path / "churn.yaml"
+    path.write_text(
+        YAML_BASE.replace("target: churned", "target: churned\n    checkpoint_uri: 's3://ckpt/{{ run_id }}'")
+    )
+    assert LifecycleConfig.from_yaml(path).training.spec["checkpoint_uri"] == "s3://ckpt/{{ run_id }}"
+
+
+def test_default_gate_by_task():
+    classifier = LifecycleConfig.from_dict(BASE)
+    assert classifier.gate.is_default
+    assert classifier.gate_rules() == [
+        {"metric": "val_roc_auc", "min_delta": 0.0, "greater_is_better": True},
+        {"metric": "val_roc_auc", "min": 0.65},
+    ]
+    regressor = LifecycleConfig.from_dict(
+        {
+            **BASE,
+            "training": {"spec": {"target": "y", "model": "sklearn.linear_model.Ridge"}},
+        }
+    )
+    assert regressor.gate_rules() == [
+        {"metric": "val_rmse", "min_delta": 0.0, "greater_is_better": False},
+        {"metric": "val_r2", "min": 0.0},
+    ]
+    mlp = LifecycleConfig.from_dict({**BASE, "training": {"spec": {"target": "y", "model": "torch_mlp"}}})
+    assert mlp.gate_rules() == "default"  # the task is learnt from the target: the gate reads it from the run
+    explicit_none = LifecycleConfig.from_dict({**BASE, "gate": {"rules": [], "floors": []}})
+    assert explicit_none.gate_rules() == []
