@@ -19,6 +19,7 @@ the command line, which is what a KubernetesPodOperator pod runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import enum
 import json
@@ -31,7 +32,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -243,6 +245,21 @@ class LoadedModel:
         return self.predict_fn(batch)
 
 
+@contextlib.contextmanager
+def quiet_skops_type_scan() -> Iterator[None]:
+    """
+    Silence the warnings skops' type lookup raises while it loads a model.
+
+    To name the module of each type it loads, skops calls ``getattr(module, name)`` on every module in
+    ``sys.modules``; on an Airflow worker that touches Airflow's deprecated module aliases, and each touch
+    warns (~1,100 ``DeprecatedImportWarning`` lines per load in a task log). Only warnings raised from that
+    one skops function are ignored; every other warning still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"skops\.io\._utils")
+        yield
+
+
 def load_model(
     ref: ModelRef,
     *,
@@ -286,7 +303,8 @@ def load_model(
     if chosen == "sklearn":
         import mlflow.sklearn
 
-        raw = mlflow.sklearn.load_model(path)
+        with quiet_skops_type_scan():
+            raw = mlflow.sklearn.load_model(path)
         fn_name = (flavors.get("python_function") or {}).get("predict_fn", "predict")
         predict_fn = _sklearn_predict(raw, getattr(raw, fn_name), names, features)
     elif chosen == "pytorch":
@@ -295,7 +313,8 @@ def load_model(
         raw = mlflow.pytorch.load_model(path)
         predict_fn = _torch_predict(raw, names)
     else:
-        pyfunc = mlflow.pyfunc.load_model(path)
+        with quiet_skops_type_scan():
+            pyfunc = mlflow.pyfunc.load_model(path)
         predict_fn = _pyfunc_predict(pyfunc, names)
     logger.info("Loaded %s (%s flavor, %d feature column(s))", ref.describe(), chosen, len(features))
     return LoadedModel(ref=ref, flavor=chosen, features=features, predict_fn=predict_fn, signature_kind=kind)

@@ -71,3 +71,21 @@ def fail_fast(method: _F) -> _F:
             raise failure from err
 
     return wrapper  # type: ignore[return-value]
+
+
+def emitted_before(context: Context, alias: Any, key: str, value: str, log: Any) -> bool:
+    """
+    True when an earlier try of this task instance already emitted an event through ``alias`` whose extra has
+    ``key == value`` (a cleared or retried task after a successful try): emitting again would trigger the
+    consumers twice. The alias must be among the task's inlets. Best effort: when the events cannot be read
+    back the caller emits (consumers see a duplicate rather than nothing).
+    """
+    try:
+        events = context["inlet_events"][alias]
+        recent = list(events.ascending(False).limit(200))
+    except Exception as err:
+        log.warning(
+            "Could not read back past events of %s (%s); emitting", getattr(alias, "name", alias), err
+        )
+        return False
+    return any((getattr(e, "extra", None) or {}).get(key) == value for e in recent)

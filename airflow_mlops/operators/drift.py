@@ -16,7 +16,12 @@ from airflow_mlops.core.policy import RetrainingPolicy
 from airflow_mlops.core.storage import safe_segment
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError, ModelNotFound
 from airflow_mlops.links.drift import DriftReportLink
-from airflow_mlops.operators.common import fail_fast, identity_from_context, resolve_mlflow_conn_id
+from airflow_mlops.operators.common import (
+    emitted_before,
+    fail_fast,
+    identity_from_context,
+    resolve_mlflow_conn_id,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -252,7 +257,9 @@ class EvidentlyDetectDriftOperator(BaseOperator):
                 "Check %s was already recorded by an earlier try: replaying its decision", identity.ti_key
             )
         if decision.emit and self.emit_events:
-            if decision.replayed and self._already_emitted(context, identity.ti_key):
+            if decision.replayed and emitted_before(
+                context, drift_asset_alias(), "check_key", identity.ti_key, self.log
+            ):
                 self.log.info(
                     "The drift event of check %s was already emitted; not emitting again", identity.ti_key
                 )
@@ -387,18 +394,6 @@ class EvidentlyDetectDriftOperator(BaseOperator):
             ),
         )
         return run_id
-
-    def _already_emitted(self, context: Context, check_key: str) -> bool:
-        """True when an earlier, successful try of this check already emitted its event (a cleared task)."""
-        try:
-            events = context["inlet_events"][drift_asset_alias()]
-            recent = list(events.ascending(False).limit(200))
-        except (
-            Exception
-        ) as err:  # reading back is best effort; the policy state already prevents re-advancing
-            self.log.warning("Could not read back past drift events (%s); relying on the policy state", err)
-            return False
-        return any((getattr(e, "extra", None) or {}).get("check_key") == check_key for e in recent)
 
     def _emit(
         self, context: Context, name: str, version: str, result: DriftResult, summary: Mapping[str, Any]

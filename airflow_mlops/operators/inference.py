@@ -46,13 +46,27 @@ def _asset_uri(uri: str) -> str:
     return uri
 
 
-def _publish(operator: BaseOperator, context: Context, output_uri: str, extra: dict[str, Any]) -> None:
-    """Attach ``extra`` to every Asset outlet; add the output as an Asset through every AssetAlias outlet."""
+def _publish(
+    operator: BaseOperator,
+    context: Context,
+    output_uri: str,
+    extra: dict[str, Any],
+    *,
+    new_output: bool = True,
+) -> None:
+    """
+    Attach ``extra`` to every Asset outlet; add the output as an Asset through every AssetAlias outlet, but only
+    when this try wrote it: a re-run that found the finished output (``new_output=False``) emits no event, so
+    consumers are not triggered twice for the same predictions.
+    """
     from airflow.sdk import Asset, AssetAlias
 
     events: Any = context["outlet_events"]
     for outlet in operator.outlets or ():
         if isinstance(outlet, AssetAlias):
+            if not new_output:
+                operator.log.info("%s was written by an earlier run: no new Asset event", output_uri)
+                continue
             events[outlet].add(Asset(uri=_asset_uri(output_uri), name=_asset_uri(output_uri)), extra=extra)
         elif isinstance(outlet, Asset):
             events[outlet].extra = extra
@@ -200,6 +214,7 @@ class BatchInferenceOperator(BaseOperator):
             context,
             result.output_uri,
             {k: summary[k] for k in ("model_name", "model_version", "rows", "output_uri", "manifest_uri")},
+            new_output=not summary.get("skipped"),
         )
         return summary
 

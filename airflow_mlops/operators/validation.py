@@ -12,7 +12,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow_mlops.core.storage import safe_segment
 from airflow_mlops.exceptions import MlopsConfigError
 from airflow_mlops.links.validation import GXValidationReportLink
-from airflow_mlops.operators.common import fail_fast, identity_from_context
+from airflow_mlops.operators.common import emitted_before, fail_fast, identity_from_context
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -161,6 +161,7 @@ class GXValidateDatasetOperator(BaseOperator):
             owner = f"{self.dag_id}.{self.task_id}" if self.has_dag() else self.task_id
             self.asset_alias = AssetAlias(name=asset_alias or f"{ASSET_ALIAS_PREFIX}:{owner}")
             self.outlets = [*self.outlets, self.asset_alias]
+            self.inlets = [*self.inlets, self.asset_alias]  # read back this task's past events (no re-emit)
 
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
@@ -247,6 +248,15 @@ class GXValidateDatasetOperator(BaseOperator):
             self.log.info("Asset event on %s (fingerprint %s)", self.asset.uri, result.fingerprint)
         elif self.asset_alias is not None:
             asset = dataset_asset(result.dataset_uri)
+            # One event per task instance and data content: a cleared or retried task that validates the same
+            # data again does not trigger the dataset's consumers twice.
+            identity = identity_from_context(context)
+            extra["emit_key"] = f"{identity.ti_key}@{result.fingerprint}"
+            if emitted_before(context, self.asset_alias, "emit_key", extra["emit_key"], self.log):
+                self.log.info(
+                    "This task already published %s with this content; no new Asset event", asset.uri
+                )
+                return
             events[self.asset_alias].add(asset, extra=extra)
             self.log.info(
                 "Asset event on %s through alias %s (fingerprint %s)",

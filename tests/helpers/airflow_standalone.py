@@ -166,21 +166,44 @@ class AirflowStandalone:
         errors = self.api("GET", "/api/v2/importErrors")
         raise AssertionError(f"DAGs {missing} not parsed after {timeout:.0f}s; import errors: {errors}")
 
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        body = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, *, logical_date: str | None = None
+    ) -> str:
+        """``POST /api/v2/dags/{dag_id}/dagRuns`` like the UI: ``logical_date`` null unless given (ISO 8601)."""
+        body = self.api(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}}
+        )
         return str(body["dag_run_id"])
+
+    def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str]) -> None:
+        """Clear (re-run) finished tasks of one run, as the UI's "Clear" does."""
+        self.api(
+            "POST",
+            f"/api/v2/dags/{dag_id}/clearTaskInstances",
+            {"dry_run": False, "dag_run_id": run_id, "task_ids": task_ids, "only_failed": False},
+        )
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return list(self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"])
 
     def wait_for_run(
-        self, dag_id: str, *, run_id: str | None = None, timeout: float = 300.0
+        self,
+        dag_id: str,
+        *,
+        run_id: str | None = None,
+        run_type: str | None = None,
+        timeout: float = 300.0,
     ) -> dict[str, Any]:
-        """Wait for a finished run of ``dag_id`` (``run_id`` or the first one) and return it."""
+        """Wait for a finished run of ``dag_id`` (``run_id``, else the first of ``run_type``) and return it."""
         deadline = time.monotonic() + timeout
         seen: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            seen = [r for r in self.runs(dag_id) if run_id is None or r["dag_run_id"] == run_id]
+            seen = [
+                r
+                for r in self.runs(dag_id)
+                if (run_id is None or r["dag_run_id"] == run_id)
+                and (run_type is None or r["run_type"] == run_type)
+            ]
             done = [r for r in seen if r["state"] in ("success", "failed")]
             if done:
                 return done[0]

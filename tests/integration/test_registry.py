@@ -470,3 +470,49 @@ def test_sensor_returns_at_once_when_alias_already_moved(airflow_db, client, run
     assert xcom(dag_run, "move")["moved"] is True and _xcom_str(dag_run, "wait") == v1
     assert f"Registered model '{name}-nope' does not exist" in dag_run.task_errors["missing"]
     assert alias_history(client, name, "champion")[-1].reason == "manual"
+
+
+def _documented_block(doc: str, until: str) -> str:
+    """The first ```python block of ``docs/<doc>`` up to the line starting with ``until``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / doc).read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    return block.split(until, 1)[0]
+
+
+def test_documented_wiring_train_output_run_id_works(airflow_db, mlflow_server, tmp_path):
+    """docs/registry.md wires ``run_id=train.output["run_id"]``: the snippet, run as written after a real training."""
+    import pandas as pd
+    from airflow.models.pool import Pool
+    from airflow.sdk import DAG
+    from sklearn.datasets import make_classification
+
+    from airflow_mlops.operators.training import LocalTrainModelOperator
+
+    features, labels = make_classification(n_samples=600, n_features=5, n_informative=3, random_state=3)
+    data = pd.DataFrame(features, columns=[f"f{i}" for i in range(5)]).assign(label=labels)
+    data.to_parquet(tmp_path / "train.parquet", index=False)
+    Pool.create_or_update_pool(
+        "mlops_promotion", slots=1, description="champion moves", include_deferred=False
+    )
+    name = f"churn-doc-{uuid.uuid4().hex[:6]}"
+    snippet = _documented_block("registry.md", "# in another DAG").replace('"churn"', repr(name))
+    with DAG(f"doc_wiring_{uuid.uuid4().hex[:6]}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        train = LocalTrainModelOperator(
+            task_id="train",
+            training={
+                "experiment": name,
+                "dataset_uri": str(tmp_path / "train.parquet"),
+                "target": "label",
+                "model": {"family": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+                "metrics": ["roc_auc", "accuracy"],
+            },
+        )
+        namespace = {"train": train}
+        exec(compile(snippet, "docs/registry.md", "exec"), namespace)
+        namespace["train"] >> namespace["register"]
+    dag_run = run_dag(dag)
+    assert xcom(dag_run, "train", "run_id") == xcom(dag_run, "train")["run_id"]
+    assert xcom(dag_run, "register")["run_id"] == xcom(dag_run, "train")["run_id"]
+    assert xcom(dag_run, "gate")["decision"] == "promoted"

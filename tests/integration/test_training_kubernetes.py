@@ -399,3 +399,80 @@ def test_missing_mlflow_secret_fails_with_the_kubelet_reason(
     assert "never started its container: CreateContainerConfigError" in error
     assert 'secret "not-created" not found' in error
     assert k8s.all_pods[0].proc is None
+
+
+def _try_number(dag_run: Any, task_id: str) -> int:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return int(
+            session.execute(
+                select(TaskInstance.try_number).where(
+                    TaskInstance.dag_id == dag_run.dag_id,
+                    TaskInstance.run_id == dag_run.run_id,
+                    TaskInstance.task_id == task_id,
+                )
+            ).scalar_one()
+        )
+
+
+def test_bad_data_fails_for_good_without_more_gpu_pods(
+    airflow_db: Path, mlflow_server: Any, k8s: K8sEmulator, dataset: Path
+) -> None:
+    """A spec the trainer rejects fails the same way on every try: retries=3 must not start three more pods."""
+    from datetime import timedelta
+
+    spec = _spec(dataset, "k8s-bad-target-retries", target="no_such_label")
+    dag = _train_dag("k8s_bad_target_retries", spec, retries=3, retry_delay=timedelta(0))
+    dag_run = run_dag(dag, expect="failed")
+    assert "AirflowFailException" in dag_run.task_errors["train"] and "no_such_label" in _error(dag_run)
+    assert len(k8s.created_pod_bodies()) == 1
+    assert _try_number(dag_run, "train") == 1
+
+
+def test_oom_killed_pod_keeps_airflow_retries(
+    airflow_db: Path, mlflow_server: Any, k8s: K8sEmulator, dataset: Path
+) -> None:
+    """An OOM kill on a spot node may not repeat: it keeps the normal retries, and the retry's pod succeeds."""
+    from datetime import timedelta
+
+    k8s.inject(Fault.oom_killed(after_s=0.3))
+    dag = _train_dag(
+        "k8s_oom_retries", _spec(dataset, "k8s-oom-retries"), retries=1, retry_delay=timedelta(0)
+    )
+    dag_run = run_dag(dag)
+    assert "was OOMKilled" in _error(dag_run)  # the first try's error, recorded by the harness
+    assert len(k8s.created_pod_bodies()) == 2
+    assert _try_number(dag_run, "train") == 2
+
+
+def test_templates_inside_the_spec_reach_the_pod_rendered(
+    airflow_db: Path, mlflow_server: Any, k8s: K8sEmulator, dataset: Path, tmp_path: Path
+) -> None:
+    """The docs' ``checkpoint_uri: .../{{ run_id }}`` example: every string inside ``training`` is rendered."""
+    spec = _spec(
+        dataset,
+        "k8s-templated",
+        dataset_uri="/nowhere/replaced-by-dataset_uri.parquet",
+        model={"family": "torch_mlp", "params": {"hidden_layers": [8], "epochs": 1}},
+        checkpoint_uri=str(tmp_path / "ckpt" / "{{ run_id }}" / "model.pt"),
+        tags={"team": "{{ params.team }}"},
+    )
+    dag = _train_dag(
+        "k8s_templated",
+        spec,
+        dataset_uri=str(dataset.parent) + "/{{ params.file }}",
+        hyperparameters="{{ params.overrides | tojson }}",
+        params={"team": "growth", "file": dataset.name, "overrides": {"epochs": 2}},
+    )
+    dag_run = run_dag(dag)
+    (body,) = k8s.created_pod_bodies()
+    args = _container(body)["args"]
+    sent = json.loads(args[args.index("--spec") + 1])
+    assert sent["checkpoint_uri"] == str(tmp_path / "ckpt" / dag_run.run_id / "model.pt")
+    assert sent["dataset_uri"] == str(dataset)
+    assert sent["tags"]["team"] == "growth"
+    assert sent["model"]["params"] == {"hidden_layers": [8], "epochs": 2}
+    assert "{{" not in json.dumps(sent)
