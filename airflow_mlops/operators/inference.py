@@ -55,28 +55,37 @@ def _publish(
     new_output: bool = True,
 ) -> None:
     """
-    Attach ``extra`` to every Asset outlet; add the output as an Asset through every AssetAlias outlet, but only
-    when this try wrote it: a re-run that found the finished output (``new_output=False``) emits no event, so
-    consumers are not triggered twice for the same predictions.
+    Attach ``extra`` to every Asset outlet; add the output as an Asset through every AssetAlias outlet, once:
+    not when this try found the output finished by an earlier run (``new_output=False``), and not when an
+    earlier try of this task instance already emitted it (a cleared task run again), so consumers are not
+    triggered twice for the same predictions.
     """
     from airflow.sdk import Asset, AssetAlias
 
+    from airflow_mlops.operators.common import emitted_before, identity_from_context
+
     events: Any = context["outlet_events"]
+    asset_uri = _asset_uri(output_uri)
+    extra = {**extra, "emit_key": f"{identity_from_context(context).ti_key}@{asset_uri}"}
     for outlet in operator.outlets or ():
         if isinstance(outlet, AssetAlias):
-            if not new_output:
-                operator.log.info("%s was written by an earlier run: no new Asset event", output_uri)
+            if not new_output or emitted_before(context, outlet, "emit_key", extra["emit_key"], operator.log):
+                operator.log.info("%s was published before: no new Asset event", output_uri)
                 continue
-            events[outlet].add(Asset(uri=_asset_uri(output_uri), name=_asset_uri(output_uri)), extra=extra)
+            events[outlet].add(Asset(uri=asset_uri, name=asset_uri), extra=extra)
         elif isinstance(outlet, Asset):
             events[outlet].extra = extra
 
 
 def _default_outlets(kwargs: dict[str, Any]) -> None:
-    if kwargs.get("outlets") is None:
-        from airflow.sdk import AssetAlias
+    """Publish through the predictions alias by default; read every alias back (see :func:`_publish`)."""
+    from airflow.sdk import AssetAlias
 
+    if kwargs.get("outlets") is None:
         kwargs["outlets"] = [AssetAlias(name=PREDICTIONS_ASSET_ALIAS)]
+    aliases = [o for o in kwargs["outlets"] if isinstance(o, AssetAlias)]
+    inlets = list(kwargs.get("inlets") or [])
+    kwargs["inlets"] = inlets + [a for a in aliases if a not in inlets]
 
 
 def _as_list(value: Any, what: str) -> list[str] | None:
