@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.storage import check_uri, get_fs, to_uri
-from airflow_mlops.exceptions import DatasetError, DatasetNotFound, EmptyDatasetError, SchemaMismatch
+from airflow_mlops.exceptions import (
+    DatasetError,
+    DatasetNotFound,
+    EmptyDatasetError,
+    SchemaMismatch,
+    ServiceUnreachable,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +46,31 @@ class DatasetRef:
     def describe(self) -> str:
         kind = f"folder of {len(self.files)} {self.format} file(s)" if self.is_dir else f"{self.format} file"
         return f"{self.uri} ({kind})"
+
+
+_TRANSIENT_NAMES = (
+    "Timeout",
+    "ConnectionError",
+    "ConnectionClosed",
+    "EndpointConnection",
+    "Throttl",
+    "SlowDown",
+)
+
+
+def _raise_if_transient(err: BaseException, uri: str) -> None:
+    """
+    A network fault while reading (connection reset, timeout, throttling) is not bad data: raise
+    ServiceUnreachable, which keeps Airflow's retries, instead of the permanent DatasetError.
+    """
+    names = [cls.__name__ for cls in type(err).__mro__]
+    if isinstance(err, ConnectionError | TimeoutError) or any(
+        t in n for n in names for t in _TRANSIENT_NAMES
+    ):
+        raise ServiceUnreachable(
+            f"reading dataset {uri} failed with a network error ({type(err).__name__}: {str(err)[:200]}); "
+            "a retry may succeed. Check the object store's reachability and credentials."
+        ) from err
 
 
 def _format_of(name: str) -> str | None:
@@ -96,6 +127,7 @@ def _open_parquet(ref: DatasetRef, file: str) -> Any:
         # columns otherwise holds ~160 MB of chunk buffers while streaming (measured: 300 MB -> 135 MB peak).
         return pq.ParquetFile(ref.fs.open(file, "rb"), pre_buffer=False, buffer_size=PARQUET_STREAM_BUFFER)
     except Exception as err:
+        _raise_if_transient(err, ref.uri)
         raise DatasetError(
             f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({_short(err)}). "
             "It may be truncated or corrupt; rewrite it."
@@ -154,6 +186,7 @@ def _open_csv(ref: DatasetRef, file: str, columns: Sequence[str] | None, block_s
             convert_options=pcsv.ConvertOptions(include_columns=list(columns) if columns else None),
         )
     except Exception as err:
+        _raise_if_transient(err, ref.uri)
         raise DatasetError(
             f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable CSV file ({_short(err)})."
         ) from None
@@ -173,6 +206,7 @@ def iter_batches(
             except DatasetError:
                 raise
             except Exception as err:
+                _raise_if_transient(err, ref.uri)
                 raise DatasetError(
                     f"dataset {ref.uri}: reading {to_uri(ref.fs, file)} failed ({_short(err)}). "
                     "The file may be truncated or corrupt; rewrite it."
@@ -184,6 +218,7 @@ def iter_batches(
                     for start in range(0, batch.num_rows, batch_size):
                         yield batch.slice(start, batch_size)
             except Exception as err:
+                _raise_if_transient(err, ref.uri)
                 raise DatasetError(
                     f"dataset {ref.uri}: parsing {to_uri(ref.fs, file)} failed ({_short(err)})."
                 ) from None
@@ -204,6 +239,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
                 with ref.fs.open(file, "rb") as handle:
                     tables.append(pq.read_table(handle, columns=cols, pre_buffer=False))
             except Exception as err:
+                _raise_if_transient(err, ref.uri)
                 raise DatasetError(
                     f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({_short(err)}). "
                     "It may be truncated or corrupt; rewrite it."
@@ -215,6 +251,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
             try:
                 tables.append(reader.read_all())
             except Exception as err:
+                _raise_if_transient(err, ref.uri)
                 raise DatasetError(
                     f"dataset {ref.uri}: parsing {to_uri(ref.fs, file)} failed ({_short(err)})."
                 ) from None
@@ -223,6 +260,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except Exception as err:
+        _raise_if_transient(err, ref.uri)
         raise DatasetError(
             f"dataset {ref.uri}: its parts have incompatible schemas ({_short(err)}); rewrite them with one schema."
         ) from None

@@ -1035,7 +1035,16 @@ def promote_if_better(
         )
     metrics = _run_metrics(client, name, mv)
     if rules == DEFAULT_GATE:
-        parsed = parse_rules(default_gate_rules(_run_task(client, name, mv)))
+        task = _run_task(client, name, mv)
+        parsed = parse_rules(default_gate_rules(task))
+        missing = missing_metrics(parsed, metrics)
+        if missing:
+            raise GateRuleError(
+                f"The default {task} gate needs {missing}, but the run {mv.run_id} of {name!r} v{version} logged "
+                f"{_listed(metrics)} (a classifier without predict_proba logs no roc_auc). Give the gate rules "
+                "explicitly, e.g. [{'metric': 'val_accuracy', 'min_delta': 0.0}, {'metric': 'val_accuracy', "
+                "'min': 0.7}]."
+            )
     missing = missing_metrics(parsed, metrics)
     if missing:
         raise GateRuleError(

@@ -331,7 +331,7 @@ class TrainingSpec:
         if isinstance(obj, bytes):
             obj = obj.decode("utf-8")
         if isinstance(obj, str):
-            obj = _load_json_text_or_file(obj)
+            obj = load_spec_json(obj)
         if not isinstance(obj, Mapping):
             raise TrainingSpecError(
                 f"a training spec must be a JSON object (dict), not {type(obj).__name__}."
@@ -604,7 +604,8 @@ def _param_names(cls: type) -> list[str]:
         return []
 
 
-def _load_json_text_or_file(text: str) -> Any:
+def load_spec_json(text: str) -> Any:
+    """The raw object of a spec given as JSON text or as the path/URI of a JSON file (TrainingSpecError if bad)."""
     stripped = text.strip()
     if not stripped:
         raise TrainingSpecError("training spec is empty; give a JSON object or the path of a JSON file.")

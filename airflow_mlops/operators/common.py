@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from airflow_mlops.core.lineage import AirflowIdentity
 
 if TYPE_CHECKING:
@@ -37,6 +39,17 @@ def resolve_mlflow_conn_id(conn_id: str | None) -> str:
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+class MlopsPermanentFailure(AirflowFailException):
+    """
+    An AirflowFailException (Airflow does not retry it) that carries the provider's error as ``.error`` (and
+    ``__cause__``), so failure callbacks can still branch on ``ModelGateRejected``, ``SchemaMismatch``...
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{error} (not retried: a retry with the same input fails the same way)")
+        self.error = error
+
+
 def permanent_failure(err: BaseException) -> BaseException | None:
     """
     The ``AirflowFailException`` to raise instead of ``err`` when no retry can fix it, else None.
@@ -49,11 +62,7 @@ def permanent_failure(err: BaseException) -> BaseException | None:
     from airflow_mlops.exceptions import MlopsError
 
     if isinstance(err, MlopsError) and not err.retryable:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        failure = AirflowFailException(f"{err} (not retried: a retry with the same input fails the same way)")
-        failure.__cause__ = err
-        return failure
+        return MlopsPermanentFailure(err)
     return None
 
 
@@ -82,7 +91,10 @@ def emitted_before(context: Context, alias: Any, key: str, value: str, log: Any)
     """
     try:
         events = context["inlet_events"][alias]
-        recent = list(events.ascending(False).limit(200))
+        run_after = getattr(context.get("dag_run"), "run_after", None)
+        if run_after is not None:  # this task instance's events are all newer than its run
+            events = events.after(run_after.isoformat())
+        recent = list(events.ascending(False).limit(1000))
     except Exception as err:
         log.warning(
             "Could not read back past events of %s (%s); emitting", getattr(alias, "name", alias), err

@@ -46,19 +46,12 @@ def _asset_uri(uri: str) -> str:
     return uri
 
 
-def _publish(
-    operator: BaseOperator,
-    context: Context,
-    output_uri: str,
-    extra: dict[str, Any],
-    *,
-    new_output: bool = True,
-) -> None:
+def _publish(operator: BaseOperator, context: Context, output_uri: str, extra: dict[str, Any]) -> None:
     """
-    Attach ``extra`` to every Asset outlet; add the output as an Asset through every AssetAlias outlet, once:
-    not when this try found the output finished by an earlier run (``new_output=False``), and not when an
-    earlier try of this task instance already emitted it (a cleared task run again), so consumers are not
-    triggered twice for the same predictions.
+    Attach ``extra`` to every Asset outlet; add the output as an Asset through every AssetAlias outlet, once per
+    task instance and content (model version + input fingerprint): a cleared task that finds or rewrites the
+    same predictions does not trigger consumers twice, while new predictions (another champion, new input)
+    always emit.
     """
     from airflow.sdk import Asset, AssetAlias
 
@@ -66,25 +59,34 @@ def _publish(
 
     events: Any = context["outlet_events"]
     asset_uri = _asset_uri(output_uri)
-    extra = {**extra, "emit_key": f"{identity_from_context(context).ti_key}@{asset_uri}"}
+    content = f"{extra.get('model_name')}/{extra.get('model_version')}@{extra.get('input_fingerprint')}"
+    extra = {**extra, "emit_key": f"{identity_from_context(context).ti_key}@{asset_uri}@{content}"}
     for outlet in operator.outlets or ():
         if isinstance(outlet, AssetAlias):
-            if not new_output or emitted_before(context, outlet, "emit_key", extra["emit_key"], operator.log):
-                operator.log.info("%s was published before: no new Asset event", output_uri)
+            if emitted_before(context, outlet, "emit_key", extra["emit_key"], operator.log):
+                operator.log.info(
+                    "This task already published %s with this content: no new event", output_uri
+                )
                 continue
             events[outlet].add(Asset(uri=asset_uri, name=asset_uri), extra=extra)
         elif isinstance(outlet, Asset):
             events[outlet].extra = extra
 
 
+def _as_sequence(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def _default_outlets(kwargs: dict[str, Any]) -> None:
     """Publish through the predictions alias by default; read every alias back (see :func:`_publish`)."""
     from airflow.sdk import AssetAlias
 
-    if kwargs.get("outlets") is None:
-        kwargs["outlets"] = [AssetAlias(name=PREDICTIONS_ASSET_ALIAS)]
+    outlets = _as_sequence(kwargs.get("outlets")) if kwargs.get("outlets") is not None else None
+    kwargs["outlets"] = [AssetAlias(name=PREDICTIONS_ASSET_ALIAS)] if outlets is None else outlets
     aliases = [o for o in kwargs["outlets"] if isinstance(o, AssetAlias)]
-    inlets = list(kwargs.get("inlets") or [])
+    inlets = _as_sequence(kwargs.get("inlets"))
     kwargs["inlets"] = inlets + [a for a in aliases if a not in inlets]
 
 
@@ -222,8 +224,17 @@ class BatchInferenceOperator(BaseOperator):
             self,
             context,
             result.output_uri,
-            {k: summary[k] for k in ("model_name", "model_version", "rows", "output_uri", "manifest_uri")},
-            new_output=not summary.get("skipped"),
+            {
+                k: summary.get(k)
+                for k in (
+                    "model_name",
+                    "model_version",
+                    "rows",
+                    "output_uri",
+                    "manifest_uri",
+                    "input_fingerprint",
+                )
+            },
         )
         return summary
 
@@ -352,6 +363,16 @@ class BatchInferenceCombineOperator(BaseOperator):
             self,
             context,
             result.output_uri,
-            {k: summary[k] for k in ("model_name", "model_version", "rows", "output_uri", "manifest_uri")},
+            {
+                k: summary.get(k)
+                for k in (
+                    "model_name",
+                    "model_version",
+                    "rows",
+                    "output_uri",
+                    "manifest_uri",
+                    "input_fingerprint",
+                )
+            },
         )
         return summary

@@ -31,7 +31,7 @@ from airflow_mlops.core.training_result import (
     error_from_lines,
     find_training_run,
 )
-from airflow_mlops.core.training_spec import ModelFamily, ModelSpec, TrainingSpec
+from airflow_mlops.core.training_spec import ModelFamily, ModelSpec, TrainingSpec, load_spec_json
 from airflow_mlops.exceptions import MlopsConfigError, TrainingFailed, TrainingSpecError
 from airflow_mlops.links.base import XComUrlLink, push_link
 from airflow_mlops.operators.common import fail_fast, identity_from_context, resolve_mlflow_conn_id
@@ -70,7 +70,7 @@ def default_checkpoint_uri(identity: AirflowIdentity, base_uri: str | None = Non
 
 
 def validation_tag(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a validation summary recorded as the ``mlops.validation`` tag of the training run."""
+    """The part of a validation summary recorded as the ``mlops.data.validation`` tag of the training run."""
     keep = ("success", "status", "suite", "evaluated", "unsuccessful", "rows", "fingerprint", "dataset_uri")
     return {k: summary[k] for k in keep if k in summary}
 
@@ -134,8 +134,10 @@ class TrainingOperatorMixin:
         spec = self.training
         if isinstance(spec, TrainingSpec):
             spec = spec.to_dict()
-        if isinstance(spec, str | bytes):
-            spec = TrainingSpec.from_obj(spec).to_dict()
+        if isinstance(spec, bytes):
+            spec = spec.decode("utf-8")
+        if isinstance(spec, str):
+            spec = load_spec_json(spec)  # the raw object: this run's parts may fill its required fields
         if not isinstance(spec, Mapping):
             raise TrainingSpecError(
                 f"task {self.task_id!r}: training must be a training spec mapping, not {type(spec).__name__}."

@@ -116,16 +116,21 @@ class GateConfig:
         from airflow_mlops.exceptions import GateRuleError
 
         for section in ("rules", "floors"):
-            for i, rule in enumerate(getattr(self, section) or []):
+            rules = getattr(self, section)
+            if rules is None:
+                continue
+            normalised = []
+            for i, rule in enumerate(rules):
                 where = f"gate.{section}[{i}]"
                 if isinstance(rule, Mapping):
                     for key in rule:
                         if key not in GateRule.KEYS:
                             raise _fail(f"{where}.{key}", _unknown_key(key, GateRule.KEYS))
                 try:
-                    GateRule.from_obj(rule, i)
+                    normalised.append(GateRule.from_obj(rule, i).to_dict())
                 except GateRuleError as err:
                     raise _fail(where, str(err)) from None
+            object.__setattr__(self, section, normalised)  # GateRule objects become plain data
 
     @property
     def is_default(self) -> bool:
@@ -254,14 +259,16 @@ class LifecycleConfig:
 
         task = training_task(self.training.spec)
         if self.gate.is_default:
-            if task is None:
-                return DEFAULT_GATE
-            rules = default_gate_rules(task)
+            # Resolved by the gate from the task and metrics the trainer recorded on the run; checked here
+            # against what the spec says it will log, when the spec says it.
+            rules = default_gate_rules(task) if task is not None else []
             sections = [("gate", rule) for rule in rules]
+            result: list[dict[str, Any]] | str = DEFAULT_GATE
         else:
             rules = [*(self.gate.rules or []), *(self.gate.floors or [])]
             sections = [(f"gate.rules[{i}]", r) for i, r in enumerate(self.gate.rules or [])]
             sections += [(f"gate.floors[{i}]", r) for i, r in enumerate(self.gate.floors or [])]
+            result = rules
         produced = produced_metrics(self.training.spec, task)
         for where, rule in sections:
             metric = rule.get("metric")
@@ -277,7 +284,7 @@ class LifecycleConfig:
                     f"{hint}metric {metric!r}, but training.spec trains {what} that logs {sorted(produced)}. "
                     "Use one of those metrics, or add the metric to training.spec.metrics.",
                 )
-        return rules
+        return result
 
     @property
     def experiment_name(self) -> str:
@@ -419,6 +426,31 @@ def _templated(value: Any) -> bool:
     return False
 
 
+# Spec fields that are text after rendering: templates are fine there (checked as the strings they are).
+_TEXT_FIELDS = ("target", "features")
+
+
+def _templated_non_text(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(field path, value)`` of templated values in spec fields that must not be text."""
+    found: list[tuple[str, Any]] = []
+    for key, value in spec.items():
+        if key in _RUN_TIME_FIELDS or key in _TEXT_FIELDS or not _templated(value):
+            continue
+        if key == "model" and isinstance(value, Mapping):
+            params = value.get("params")
+            for name, param in params.items() if isinstance(params, Mapping) else []:
+                if _templated(param):
+                    found.append((f"model.params.{name}", param))
+            for name in ("family", "estimator"):
+                if _templated(value.get(name)):
+                    found.append((f"model.{name}", value.get(name)))
+            if isinstance(params, str):
+                found.append(("model.params", params))
+        else:
+            found.append((str(key), value))
+    return found
+
+
 def check_training_spec(spec: Mapping[str, Any]) -> None:
     """
     Check ``training.spec`` when the config loads: unknown keys (``targt``), a missing target or model, bad
@@ -444,9 +476,15 @@ def check_training_spec(spec: Mapping[str, Any]) -> None:
                 raise _fail(
                     f"training.spec.model.{key}", _unknown_key(key, ("family", "estimator", "params"))
                 )
+    for path, value in _templated_non_text(spec):
+        raise _fail(
+            f"training.spec.{path}",
+            f"{value!r} is a template, but templates render as text and this field needs "
+            f"{'an object' if path == 'model' else 'a number, list or fixed name'}. Give per-run "
+            "hyperparameters through the training DAG's `hyperparameters` Param (or the operator's "
+            "hyperparameters= argument) instead.",
+        )
     checked = {k: v for k, v in spec.items() if k not in _RUN_TIME_FIELDS}
-    if _templated(checked):
-        return  # values rendered per run (e.g. "{{ params.epochs }}") are checked by the operator
     try:
         parsed = TrainingSpec.from_obj({**checked, "experiment": "check", "dataset_uri": "check.parquet"})
         if parsed.model.family is ModelFamily.TORCH_MLP:
@@ -457,7 +495,30 @@ def check_training_spec(spec: Mapping[str, Any]) -> None:
             parsed.torch_params()
         parsed.validate_static(check_estimator=False)
     except TrainingSpecError as err:
-        raise _fail("training.spec", str(err)) from None
+        raise _fail(_spec_error_path(str(err)), str(err)) from None
+
+
+def _spec_error_path(message: str) -> str:
+    """The ``training.spec...`` field a TrainingSpecError message is about."""
+    for pattern in (
+        r"torch_mlp hyperparameter (\w+)=",
+        r"field '([\w.]+)'",
+        r"^(model\.\w+)=",
+        r"^model\.params of ",
+        r"^(?:unknown )?metric",
+        r"^metrics ",
+    ):
+        found = re.search(pattern, message)
+        if found is None:
+            continue
+        if pattern.startswith("torch"):
+            return f"training.spec.model.params.{found.group(1)}"
+        if "metric" in pattern:
+            return "training.spec.metrics"
+        if pattern.startswith("^model\\.params"):
+            return "training.spec.model.params"
+        return f"training.spec.{found.group(1)}"
+    return "training.spec"
 
 
 _CLASSIFIER_NAMES = re.compile(r"(Classifier|NB|SVC|LogisticRegression|LogisticRegressionCV)$")

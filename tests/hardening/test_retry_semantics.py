@@ -121,10 +121,10 @@ def test_permanent_failures_are_not_retried_and_transient_ones_are(
     assert set(states.values()) == {"failed"}, states
     for task in ("bad_data", "bad_spec", "schema_mismatch", "suite_fails", "gate_rejects"):
         assert tries[task] == 1, (task, tries, errors.get(task, "")[-2000:])
-        assert "AirflowFailException" in errors[task], errors[task][-2000:]
+        assert "MlopsPermanentFailure" in errors[task], errors[task][-2000:]
     assert "no_such_label" in errors["bad_data"] and "max_iterations" in errors["bad_spec"]
     assert "income" in errors["schema_mismatch"] and "rejected by the gate" in errors["gate_rejects"]
     assert tries["mlflow_down"] == 3, (tries, errors["mlflow_down"][-2000:])
     assert (
-        "ServiceUnreachable" in errors["mlflow_down"] and "AirflowFailException" not in errors["mlflow_down"]
+        "ServiceUnreachable" in errors["mlflow_down"] and "MlopsPermanentFailure" not in errors["mlflow_down"]
     )

@@ -50,6 +50,11 @@ def _scheduled_copy(dags: Path) -> None:
     shutil.copy(ROOT / "dags" / "churn_lifecycle.py", dags / "churn_sched.py")
 
 
+def _file_uri(path: Path) -> str:
+    """The Asset URI the operators give a local path (``file://`` + the absolute path, not percent-encoded)."""
+    return "file://" + str(path.resolve())
+
+
 def _events(db: Path, dag_id: str = "churn_inference") -> list[tuple[str, str, str]]:
     """(asset URI, source task, source run) of every Asset event the tasks of ``dag_id`` produced."""
     with sqlite3.connect(db) as conn:
@@ -160,13 +165,13 @@ def test_shipped_dags_run_from_the_rest_api_the_scheduler_and_asset_events(mlflo
         by_uri: dict[str, list[tuple[str, str]]] = {}
         for uri, task, run in _events(home / "airflow.db"):
             by_uri.setdefault(uri, []).append((task, run))
-        train_uri = (churn / "train.parquet").as_uri()
+        train_uri = _file_uri(churn / "train.parquet")
         assert _events(home / "airflow.db", "churn_training") == [
             (train_uri, "training.validate_data", train)
         ]
-        batch_uri = (churn / "batches" / f"{today}.parquet").as_uri()
+        batch_uri = _file_uri(churn / "batches" / f"{today}.parquet")
         assert by_uri[batch_uri] == [("inference.validate_batch", score_null)]
-        pred_uri = (churn / "predictions" / f"{safe_segment(score_null)}.parquet").as_uri()
+        pred_uri = _file_uri(churn / "predictions" / f"{safe_segment(score_null)}.parquet")
         assert by_uri[pred_uri] == [("inference.score", score_null)]
         assert any(uri == "mlops://models/churn/drift" for uri in by_uri)
 

@@ -427,7 +427,7 @@ def test_bad_data_fails_for_good_without_more_gpu_pods(
     spec = _spec(dataset, "k8s-bad-target-retries", target="no_such_label")
     dag = _train_dag("k8s_bad_target_retries", spec, retries=3, retry_delay=timedelta(0))
     dag_run = run_dag(dag, expect="failed")
-    assert "AirflowFailException" in dag_run.task_errors["train"] and "no_such_label" in _error(dag_run)
+    assert "MlopsPermanentFailure" in dag_run.task_errors["train"] and "no_such_label" in _error(dag_run)
     assert len(k8s.created_pod_bodies()) == 1
     assert _try_number(dag_run, "train") == 1
 

@@ -103,7 +103,11 @@ training:
         ),
         (
             YAML_BASE + "    metrics: [roc_auc, rmse]\n",
-            r"training\.spec: metrics .* mix classification and regression",
+            r"training\.spec\.metrics: metrics .* mix classification and regression",
+        ),
+        (
+            YAML_BASE + "    validation_fraction: 2\n",
+            r"training\.spec\.validation_fraction: training spec field 'validation_fraction'=2 must be between",
         ),
         (
             YAML_BASE + "gate:\n  floors:\n    - {metric: val_roc_auc, mn: 0.7}\n",
@@ -141,23 +145,44 @@ def test_templated_spec_values_are_left_to_run_time(tmp_path):
 
 
 def test_default_gate_by_task():
-    classifier = LifecycleConfig.from_dict(BASE)
-    assert classifier.gate.is_default
-    assert classifier.gate_rules() == [
+    from airflow_mlops.core.registry import default_gate_rules
+
+    assert default_gate_rules("classification") == [
         {"metric": "val_roc_auc", "min_delta": 0.0, "greater_is_better": True},
         {"metric": "val_roc_auc", "min": 0.65},
     ]
-    regressor = LifecycleConfig.from_dict(
-        {
-            **BASE,
-            "training": {"spec": {"target": "y", "model": "sklearn.linear_model.Ridge"}},
-        }
-    )
-    assert regressor.gate_rules() == [
+    assert default_gate_rules("regression") == [
         {"metric": "val_rmse", "min_delta": 0.0, "greater_is_better": False},
         {"metric": "val_r2", "min": 0.0},
     ]
-    mlp = LifecycleConfig.from_dict({**BASE, "training": {"spec": {"target": "y", "model": "torch_mlp"}}})
-    assert mlp.gate_rules() == "default"  # the task is learnt from the target: the gate reads it from the run
-    explicit_none = LifecycleConfig.from_dict({**BASE, "gate": {"rules": [], "floors": []}})
-    assert explicit_none.gate_rules() == []
+    # Without a gate: section the gate applies the default of the task the trainer records on the run ...
+    for model in ("sklearn.linear_model.Ridge", "torch_mlp", "sklearn.linear_model.LogisticRegression"):
+        cfg = LifecycleConfig.from_dict({**BASE, "training": {"spec": {"target": "y", "model": model}}})
+        assert cfg.gate.is_default and cfg.gate_rules() == "default"
+    # ... and an explicit empty gate promotes every candidate.
+    assert LifecycleConfig.from_dict({**BASE, "gate": {"rules": [], "floors": []}}).gate_rules() == []
+
+
+def test_templates_in_fields_that_render_as_text_only_are_rejected(tmp_path):
+    path = tmp_path / "churn.yaml"
+    path.write_text(
+        YAML_BASE.replace("estimator: sklearn", "params: {max_iter: '{{ params.n }}'}, estimator: sklearn")
+    )
+    with pytest.raises(
+        TemplateConfigError, match=r"training\.spec\.model\.params\.max_iter: .* hyperparameters"
+    ):
+        LifecycleConfig.from_yaml(path)
+    path.write_text(YAML_BASE + "    metrics: '{{ params.metric }}'\n")
+    with pytest.raises(
+        TemplateConfigError, match=r"training\.spec\.metrics: '\{\{ params.metric \}\}' is a template"
+    ):
+        LifecycleConfig.from_yaml(path)
+
+
+def test_gate_rule_objects_become_plain_rules():
+    from airflow_mlops.core.registry import GateRule
+
+    cfg = LifecycleConfig.from_dict(BASE)
+    gate = dataclasses.replace(cfg.gate, rules=[GateRule("val_roc_auc", min_delta=0.0)], floors=[])
+    cfg = dataclasses.replace(cfg, gate=gate)
+    assert cfg.gate_rules() == [{"metric": "val_roc_auc", "min_delta": 0.0, "greater_is_better": True}]
