@@ -106,3 +106,35 @@ def test_extension_example_runs(airflow_db, mlflow_server, tmp_path, monkeypatch
         }
     finally:
         get_settings.cache_clear()
+
+
+def test_without_a_gate_section_a_no_skill_model_never_becomes_champion(tmp_path, airflow_db, mlflow_server):
+    """The documented default gate: labels that are pure noise give val_roc_auc ~0.5 < 0.65, so no champion."""
+    import uuid
+
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from airflow_mlops.templates import LifecycleConfig
+    from airflow_mlops.templates.builders import build_training_dag
+    from tests.helpers.airflow import run_dag, xcom
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(rng.normal(size=(800, 4)), columns=["a", "b", "c", "d"])
+    frame["y"] = rng.integers(0, 2, 800)  # independent of the features
+    frame.to_parquet(tmp_path / "noise.parquet", index=False)
+    name = f"noskill_{uuid.uuid4().hex[:6]}"
+    cfg = LifecycleConfig.from_dict(
+        {
+            "model_name": name,
+            "data": {"train_uri": str(tmp_path / "noise.parquet")},
+            "training": {"spec": {"target": "y", "model": "sklearn.linear_model.LogisticRegression"}},
+        }
+    )
+    assert cfg.gate.is_default
+    dag_run = run_dag(build_training_dag(cfg))
+    decision = xcom(dag_run, "training.promote")
+    assert decision["decision"] == "rejected", decision
+    assert any("min 0.65: fail" in reason for reason in decision["reasons"]), decision["reasons"]
+    assert "champion" not in MlflowClient(mlflow_server.url).get_registered_model(name).aliases
