@@ -73,6 +73,12 @@ def _publish(operator: BaseOperator, context: Context, output_uri: str, extra: d
             events[outlet].extra = extra
 
 
+def _event_extra(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a predictions Asset event carries: the producing model version, the output and the input content."""
+    keys = ("model_name", "model_version", "rows", "output_uri", "manifest_uri", "input_fingerprint")
+    return {k: summary.get(k) for k in keys}
+
+
 def _as_sequence(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -224,17 +230,7 @@ class BatchInferenceOperator(BaseOperator):
             self,
             context,
             result.output_uri,
-            {
-                k: summary.get(k)
-                for k in (
-                    "model_name",
-                    "model_version",
-                    "rows",
-                    "output_uri",
-                    "manifest_uri",
-                    "input_fingerprint",
-                )
-            },
+            _event_extra(summary),
         )
         return summary
 
@@ -363,16 +359,6 @@ class BatchInferenceCombineOperator(BaseOperator):
             self,
             context,
             result.output_uri,
-            {
-                k: summary.get(k)
-                for k in (
-                    "model_name",
-                    "model_version",
-                    "rows",
-                    "output_uri",
-                    "manifest_uri",
-                    "input_fingerprint",
-                )
-            },
+            _event_extra(summary),
         )
         return summary

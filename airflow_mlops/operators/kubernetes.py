@@ -116,9 +116,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         **KubernetesPodOperator.template_fields_renderers,
-        "training": "json",
-        "hyperparameters": "json",
-        "validation": "json",
+        **TrainingOperatorMixin.run_input_renderers,
     }
     operator_extra_links = (MlflowTrainingRunLink(),)
     ui_color = "#d8e7f5"

@@ -116,6 +116,11 @@ class TrainingOperatorMixin:
 
     #: The per-run parts, rendered by Airflow and applied on top of ``training`` (see :meth:`run_spec`).
     run_input_fields: ClassVar[tuple[str, ...]] = ("dataset_uri", "hyperparameters", "validation")
+    run_input_renderers: ClassVar[dict[str, str]] = {
+        "training": "json",
+        "hyperparameters": "json",
+        "validation": "json",
+    }
 
     training: Any
     dataset_uri: str | None
@@ -277,9 +282,7 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
         "mlflow_conn_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
-        "training": "json",
-        "hyperparameters": "json",
-        "validation": "json",
+        **TrainingOperatorMixin.run_input_renderers,
         "env": "json",
     }
     operator_extra_links = (MlflowTrainingRunLink(),)

@@ -16,26 +16,12 @@ from typing import Any
 import pytest
 
 from tests.hardening.conftest import make_frame, unique
-from tests.helpers.airflow import run_dag, task_states
+from tests.helpers.airflow import run_dag, task_states, try_numbers
 from tests.helpers.mlflow_server import free_port
 
 pytestmark = pytest.mark.integration
 
 RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
-
-
-def _try_numbers(dag_run: Any) -> dict[str, int]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(TaskInstance.task_id, TaskInstance.try_number).where(
-                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
-            )
-        ).all()
-    return {task: int(n) for task, n in rows}
 
 
 def test_permanent_failures_are_not_retried_and_transient_ones_are(
@@ -117,7 +103,7 @@ def test_permanent_failures_are_not_retried_and_transient_ones_are(
         LocalTrainModelOperator(task_id="mlflow_down", training=spec, mlflow_conn_id="mlflow_down", **RETRIES)
 
     dag_run = run_dag(dag, expect="failed")
-    states, tries, errors = task_states(dag_run), _try_numbers(dag_run), dag_run.task_errors
+    states, tries, errors = task_states(dag_run), try_numbers(dag_run), dag_run.task_errors
     assert set(states.values()) == {"failed"}, states
     for task in ("bad_data", "bad_spec", "schema_mismatch", "suite_fails", "gate_rejects"):
         assert tries[task] == 1, (task, tries, errors.get(task, "")[-2000:])

@@ -38,19 +38,29 @@ def register_dag(dag: Any) -> None:
     sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
 
 
-def task_states(dag_run: Any) -> dict[str, str]:
-    """``{task_id[map_index]: state}`` of a finished DagRun."""
+def _per_task(dag_run: Any, column: str) -> dict[str, Any]:
+    """``{task_id[map_index]: <TaskInstance column>}`` of a DagRun."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
         rows = session.execute(
-            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state).where(
+            select(TaskInstance.task_id, TaskInstance.map_index, getattr(TaskInstance, column)).where(
                 TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
             )
         ).all()
-    return {(tid if mi < 0 else f"{tid}[{mi}]"): str(state) for tid, mi, state in rows}
+    return {(tid if mi < 0 else f"{tid}[{mi}]"): value for tid, mi, value in rows}
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    """``{task_id[map_index]: state}`` of a finished DagRun."""
+    return {key: str(state) for key, state in _per_task(dag_run, "state").items()}
+
+
+def try_numbers(dag_run: Any) -> dict[str, int]:
+    """``{task_id[map_index]: try number}`` of a finished DagRun (1 = never retried)."""
+    return {key: int(n) for key, n in _per_task(dag_run, "try_number").items()}
 
 
 def task_log(

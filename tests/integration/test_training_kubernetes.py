@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.airflow import run_dag, task_log, xcom
+from tests.helpers.airflow import run_dag, task_log, try_numbers, xcom
 from tests.helpers.k8s_emulator import Fault, K8sEmulator
 
 pytestmark = pytest.mark.integration
@@ -401,23 +401,6 @@ def test_missing_mlflow_secret_fails_with_the_kubelet_reason(
     assert k8s.all_pods[0].proc is None
 
 
-def _try_number(dag_run: Any, task_id: str) -> int:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        return int(
-            session.execute(
-                select(TaskInstance.try_number).where(
-                    TaskInstance.dag_id == dag_run.dag_id,
-                    TaskInstance.run_id == dag_run.run_id,
-                    TaskInstance.task_id == task_id,
-                )
-            ).scalar_one()
-        )
-
-
 def test_bad_data_fails_for_good_without_more_gpu_pods(
     airflow_db: Path, mlflow_server: Any, k8s: K8sEmulator, dataset: Path
 ) -> None:
@@ -429,7 +412,7 @@ def test_bad_data_fails_for_good_without_more_gpu_pods(
     dag_run = run_dag(dag, expect="failed")
     assert "MlopsPermanentFailure" in dag_run.task_errors["train"] and "no_such_label" in _error(dag_run)
     assert len(k8s.created_pod_bodies()) == 1
-    assert _try_number(dag_run, "train") == 1
+    assert try_numbers(dag_run)["train"] == 1
 
 
 def test_oom_killed_pod_keeps_airflow_retries(
@@ -445,7 +428,7 @@ def test_oom_killed_pod_keeps_airflow_retries(
     dag_run = run_dag(dag)
     assert "was OOMKilled" in _error(dag_run)  # the first try's error, recorded by the harness
     assert len(k8s.created_pod_bodies()) == 2
-    assert _try_number(dag_run, "train") == 2
+    assert try_numbers(dag_run)["train"] == 2
 
 
 def test_templates_inside_the_spec_reach_the_pod_rendered(
