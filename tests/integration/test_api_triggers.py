@@ -134,6 +134,20 @@ def test_shipped_dags_run_from_the_rest_api_the_scheduler_and_asset_events(mlflo
         predictions = {p.name for p in (churn / "predictions").glob("*.parquet")}
         assert {f"{safe_segment(score_null)}.parquet", f"{safe_segment(score_dated)}.parquet"} <= predictions
 
+        # Clearing the successful validation and scoring tasks (the UI's "Clear") re-runs them (try 2) with the
+        # same data and champion: no second Asset event for the batch or the predictions.
+        batch_uri = _file_uri(churn / "batches" / f"{today}.parquet")
+        pred_uri = _file_uri(churn / "predictions" / f"{safe_segment(score_null)}.parquet")
+        tasks = ["inference.validate_batch", "inference.score"]
+        first = [
+            (batch_uri, "inference.validate_batch", score_null),
+            (pred_uri, "inference.score", score_null),
+        ]
+        assert [e for e in _events(home / "airflow.db") if e[2] == score_null] == first
+        airflow.clear_tasks("churn_inference", score_null, tasks)
+        _wait_rerun(airflow, "churn_inference", score_null, tasks)
+        assert [e for e in _events(home / "airflow.db") if e[2] == score_null] == first
+
         # (d) a drifted batch emits the drift Asset event; the scheduler runs the retraining DAG on it
         drift_run = airflow.trigger("churn_inference", logical_date=f"{DRIFT_DAY}T06:00:00Z")
         _ok(airflow, "churn_inference", drift_run)
@@ -169,11 +183,9 @@ def test_shipped_dags_run_from_the_rest_api_the_scheduler_and_asset_events(mlflo
         assert _events(home / "airflow.db", "churn_training") == [
             (train_uri, "training.validate_data", train)
         ]
-        batch_uri = _file_uri(churn / "batches" / f"{today}.parquet")
         assert by_uri[batch_uri] == [("inference.validate_batch", score_null)]
-        pred_uri = _file_uri(churn / "predictions" / f"{safe_segment(score_null)}.parquet")
         assert by_uri[pred_uri] == [("inference.score", score_null)]
-        assert any(uri == "mlops://models/churn/drift" for uri in by_uri)
+        assert by_uri["mlops://models/churn/drift"] == [("inference.detect_drift", drift_run)]
 
         # Task logs carry no third-party deprecation floods (skops used to add ~1,100 lines per model load)
         floods = {}
@@ -184,12 +196,3 @@ def test_shipped_dags_run_from_the_rest_api_the_scheduler_and_asset_events(mlflo
             if count > 3:
                 floods[str(log.relative_to(home / "logs"))] = count
         assert not floods, floods
-
-        # ... and clearing the successful validation and scoring tasks re-runs them without a second event
-        airflow.clear_tasks("churn_inference", score_null, ["inference.validate_batch", "inference.score"])
-        _wait_rerun(airflow, "churn_inference", score_null, ["inference.validate_batch", "inference.score"])
-        again = _events(home / "airflow.db")
-        assert [e for e in again if e[0] == pred_uri] == [(pred_uri, "inference.score", score_null)]
-        assert [e for e in again if e[0] == batch_uri] == [
-            (batch_uri, "inference.validate_batch", score_null)
-        ]
