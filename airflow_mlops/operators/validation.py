@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from airflow_mlops.core.storage import safe_segment
-from airflow_mlops.exceptions import MlopsConfigError
+from airflow_mlops.exceptions import DataValidationFailed, MlopsConfigError
 from airflow_mlops.links.validation import GXValidationReportLink
 from airflow_mlops.operators.common import emitted_before, fail_fast, identity_from_context
 
@@ -26,7 +26,7 @@ ASSET_ALIAS_PREFIX = "mlops-validated"
 class OnFailure(StrEnum):
     """What a failed suite does to the task."""
 
-    FAIL = "fail"  # AirflowFailException once the report is written (no retries: the data will not change)
+    FAIL = "fail"  # DataValidationFailed once the report is written, never retried (the data will not change)
     WARN = "warn"  # the task succeeds; failures are logged and the summary says "failed"
     SKIP = "skip"  # AirflowSkipException, so downstream tasks skip
 
@@ -165,7 +165,7 @@ class GXValidateDatasetOperator(BaseOperator):
 
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_mlops.core.validation import validate_dataset
         from airflow_mlops.links.base import push_link, report_view_url
@@ -221,7 +221,7 @@ class GXValidateDatasetOperator(BaseOperator):
         context["ti"].xcom_push(key="return_value", value=summary)
         if self.on_failure is OnFailure.SKIP:
             raise AirflowSkipException(f"{result.failure_message()} on_failure=skip: downstream tasks skip.")
-        raise AirflowFailException(result.failure_message())
+        raise DataValidationFailed(result.failure_message())  # permanent: fail_fast fails it without retries
 
     def _resolve_suite_path(self, suite: Any, context: Context) -> Any:
         """A relative suite path is looked up next to the DAG file first (suites live in the DAG repo)."""

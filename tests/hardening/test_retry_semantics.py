@@ -2,7 +2,7 @@
 
 Every task below has ``retries=2`` and no retry delay, and ``dag.test()`` retries like the scheduler does. A
 bad spec, bad data, a schema mismatch, a failed suite and a gate rejection with ``on_reject="fail"`` must end
-on try 1 with ``AirflowFailException``; an unreachable MLflow server must be tried three times. (The
+on try 1 with ``MlopsPermanentFailure`` (an ``AirflowFailException``); an unreachable MLflow server must be tried three times. (The
 Kubernetes cases, one pod per try, are in tests/integration/test_training_kubernetes.py.)
 """
 

@@ -147,7 +147,8 @@ def test_on_failure_fail_writes_report_then_fails(airflow_db, data):
     states = task_states(run)
     assert states["validate"] == "failed" and states["downstream"] == "upstream_failed"
     error = run.task_errors["validate"]
-    assert "AirflowFailException" in error and "expect_column_values_to_be_between(column=amount)" in error
+    assert "MlopsPermanentFailure" in error and "DataValidationFailed" in error  # not retried
+    assert "expect_column_values_to_be_between(column=amount)" in error
     summary = xcom(run, "validate")  # pushed before failing
     assert summary["success"] is False and summary["unsuccessful"] == 1
     page = Path(summary["report_uri"]).read_text()
