@@ -10,17 +10,22 @@ Where state lives (all in MLflow, so it survives Airflow and is visible in the M
   concurrent attempts both create, both re-read by tag and the higher version deletes itself (lowest wins).
 * **Gate decision**: tags ``mlops.gate.*`` on the candidate version (decision, reasons, rules, compared champion).
 * **Alias history**: one registered-model tag per alias move, ``mlops.history.<seq>`` = JSON
-  ``{"alias", "from", "to", "action", "at", "reason", "by"}``; :func:`alias_history` reads it back.
+  ``{"alias", "from", "to", "action", "at", "reason", "by"}``; :func:`alias_history` reads it back. A move takes
+  its slot ``seq`` atomically first (a uniquely named ledger experiment, see :func:`settle`), so concurrent
+  gates, rollbacks and manual sets of one model never fork the history or leave the alias on a stale version.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import random
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -58,6 +63,8 @@ _VERSION_ALIAS_RE = re.compile(r"^[vV]\d+$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/m-[0-9a-f]+$")
 _MAX_REASON = 500
 _MAX_LISTED = 20
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -776,22 +783,158 @@ def alias_history(client: Any, name: str, alias: str | None = None) -> list[Alia
     return [e for e in events if alias is None or e.alias == alias]
 
 
-def record_alias_event(
+# ---------------------------------------------------------------- the move ledger
+# An alias move takes history slot ``seq`` by creating the experiment ``<prefix><model>/<seq>``: experiment
+# names are unique in the tracking store (a database constraint), so exactly one of any number of concurrent
+# movers gets each slot, and a mover that lost knows the champion it judged against is stale. The experiment
+# carries the move (tag ``mlops.alias_move``) until it is copied into the model's history tags; it is then
+# soft-deleted (hidden in the UI; its name stays taken). Whoever comes next completes a move whose mover died
+# between the claim and the copy, so the history never has a hole and never forks.
+LEDGER_EXPERIMENT_PREFIX = "mlops-alias-ledger/"
+TAG_ALIAS_MOVE = "mlops.alias_move"
+_SETTLE_LIMIT = 50
+_MAX_MOVE_ATTEMPTS = 12
+_MAX_LEDGER_NAME = 400
+
+
+def _claim_name(name: str, seq: int) -> str:
+    key = name if len(name) <= _MAX_LEDGER_NAME else hashlib.sha256(name.encode()).hexdigest()
+    return f"{LEDGER_EXPERIMENT_PREFIX}{key}/{seq:06d}"
+
+
+def _next_seq(tags: Mapping[str, str]) -> int:
+    seqs = [key[len(HISTORY_TAG_PREFIX) :] for key in tags if key.startswith(HISTORY_TAG_PREFIX)]
+    return max((int(s) for s in seqs if s.isdigit()), default=0) + 1
+
+
+def _read_claim(client: Any, name: str, seq: int) -> tuple[dict[str, Any], Any] | None:
+    """The move that holds slot ``seq`` (deleted claims included: they may not be copied yet), else None."""
+    experiment = client.get_experiment_by_name(_claim_name(name, seq))
+    if experiment is None:
+        return None
+    try:
+        payload = json.loads((experiment.tags or {})[TAG_ALIAS_MOVE])
+        if not isinstance(payload, dict) or "alias" not in payload or "to" not in payload:
+            raise ValueError(payload)
+    except (KeyError, ValueError, TypeError):
+        raise ModelRegistryError(
+            f"History slot {seq} of model {name!r} is held by experiment {experiment.name!r} without a readable "
+            f"{TAG_ALIAS_MOVE!r} tag; it was edited outside airflow-mlops. Delete that experiment permanently "
+            "(mlflow gc) to free the slot."
+        ) from None
+    return payload, experiment
+
+
+def _claim(client: Any, name: str, seq: int, payload: dict[str, Any]) -> bool:
+    """Take history slot ``seq`` for ``payload``; False when another mover holds it."""
+    try:
+        client.create_experiment(
+            _claim_name(name, seq), tags={TAG_ALIAS_MOVE: json.dumps(payload, sort_keys=True)}
+        )
+        return True
+    except _mlflow_exception() as err:
+        if _error_code(err) != "RESOURCE_ALREADY_EXISTS":
+            raise ModelRegistryError(
+                f"Could not record the move of alias {payload['alias']!r} of model {name!r}: {err}"
+            ) from err
+    held = _read_claim(client, name, seq)  # our own create answered twice (the client retried a lost reply)?
+    return held is not None and held[0].get("claim") == payload["claim"]
+
+
+def _checked(write: Callable[[], Any], done: Callable[[], bool], what: str) -> None:
+    """Run an MLflow upsert; when it errors (two first-writes of one key race in the server), accept it if a
+    re-read shows the wanted state, else try again."""
+    last: Exception | None = None
+    for attempt in range(4):
+        try:
+            write()
+            return
+        except _mlflow_exception() as err:
+            last = err
+        if done():
+            return
+        time.sleep(0.05 * (attempt + 1))
+    raise ModelRegistryError(f"Could not {what}: {last}") from last
+
+
+def _set_alias(client: Any, name: str, alias: str, version: str) -> None:
+    _checked(
+        lambda: client.set_registered_model_alias(name, alias, version),
+        lambda: get_alias_version(client, name, alias) == version,
+        f"point alias {alias!r} of model {name!r} at v{version}",
+    )
+
+
+def _set_model_tag(client: Any, name: str, key: str, value: str) -> None:
+    _checked(
+        lambda: client.set_registered_model_tag(name, key, value),
+        lambda: (get_registered_model(client, name).tags or {}).get(key) == value,
+        f"write tag {key!r} of model {name!r}",
+    )
+
+
+def _drop_claim(client: Any, experiment: Any) -> None:
+    if getattr(experiment, "lifecycle_stage", "active") == "deleted":
+        return
+    try:
+        client.delete_experiment(experiment.experiment_id)
+    except _mlflow_exception():
+        pass  # another mover deleted it first
+
+
+def settle(client: Any, name: str, alias: str) -> tuple[Any, list[AliasEvent]]:
+    """
+    Bring ``name`` up to date with its move ledger and return ``(registered model, history)``.
+
+    Copies every claimed move newer than the history into it (a mover that died after its claim is completed
+    by whoever comes next; the copy is the same bytes, so two copiers agree), then points ``alias`` where the
+    newest history entry of it says, re-reading until a read shows it there. The history is the record: an
+    alias moved outside airflow-mlops while it has history is put back (and a warning logged).
+    """
+    for _ in range(_SETTLE_LIMIT):
+        model = get_registered_model(client, name)
+        tags = dict(getattr(model, "tags", None) or {})
+        seq = _next_seq(tags)
+        pending = _read_claim(client, name, seq)
+        if pending is not None:
+            payload, experiment = pending
+            _drop_claim(client, experiment)  # first: a crash after it still leaves the claim readable
+            _set_model_tag(client, name, _history_tag(seq), json.dumps(payload, sort_keys=True))
+            continue
+        events = _events_from_tags(tags)
+        newest = next((e for e in reversed(events) if e.alias == alias), None)
+        current = _aliases_of(model).get(alias)
+        if newest is None or current == newest.to_version:
+            return model, events
+        if current is not None and all(e.to_version != current for e in events if e.alias == alias):
+            logger.warning(
+                "Alias %r of model %r points at v%s, which its history never recorded; putting it back to v%s. "
+                "Move aliases with MlflowSetModelAliasOperator (or core.registry.set_alias) so the move is recorded.",
+                alias,
+                name,
+                current,
+                newest.to_version,
+            )
+        _set_alias(client, name, alias, newest.to_version)
+    raise ModelRegistryError(
+        f"Alias {alias!r} of model {name!r} kept moving while it was being settled ({_SETTLE_LIMIT} reads); "
+        "the task can be retried."
+    )
+
+
+def _move(
     client: Any,
     name: str,
     *,
+    seq: int,
     alias: str,
     from_version: str | None,
     to_version: str,
     action: AliasAction | str,
     reason: str = "",
     by: str = "",
-    existing: Sequence[AliasEvent] | None = None,
-) -> AliasEvent:
-    """Append one event to the registered model's history (call while holding the promotion pool)."""
-    if existing is None:
-        existing = alias_history(client, name)
-    seq = (max((e.seq for e in existing), default=0)) + 1
+) -> AliasEvent | None:
+    """Claim slot ``seq`` for the move and carry it out; None when another mover took the slot first."""
     event = AliasEvent(
         seq=seq,
         alias=alias,
@@ -803,8 +946,23 @@ def record_alias_event(
         by=by,
     )
     payload = {k: v for k, v in event.to_dict().items() if k != "seq"}
-    client.set_registered_model_tag(name, _history_tag(seq), json.dumps(payload, sort_keys=True))
+    payload["claim"] = uuid.uuid4().hex
+    if not _claim(client, name, seq, payload):
+        return None
+    settle(client, name, alias)
     return event
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(1.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+
+
+def _moving_error(name: str, alias: str, attempts: int) -> ModelRegistryError:
+    return ModelRegistryError(
+        f"Alias {alias!r} of model {name!r} was moved by other tasks {attempts} times while this one tried; "
+        "nothing was moved by this task and it can be retried. Put the tasks that move it in the one-slot "
+        "[mlops] promotion_pool."
+    )
 
 
 def previous_version(events: Sequence[AliasEvent], alias: str, current: str) -> str | None:
@@ -861,24 +1019,23 @@ def set_alias(
     """Point ``alias`` at ``version`` and record the move; a no-op (``moved=False``) when it already does."""
     alias = check_alias(alias)
     version = check_version(version)
-    model = get_registered_model(client, name)
+    get_registered_model(client, name)
     get_model_version(client, name, version)
-    current = _aliases_of(model).get(alias)
-    if current == version:
-        return AliasMove(name, alias, version, current, AliasAction(action).value, moved=False, reason=reason)
-    client.set_registered_model_alias(name, alias, version)
-    record_alias_event(
-        client,
-        name,
-        alias=alias,
-        from_version=current,
-        to_version=version,
-        action=action,
-        reason=reason,
-        by=by,
-        existing=_events_from_tags(getattr(model, "tags", None) or {}),
-    )
-    return AliasMove(name, alias, version, current, AliasAction(action).value, moved=True, reason=reason)
+    kind = AliasAction(action).value
+    for attempt in range(_MAX_MOVE_ATTEMPTS):
+        model, _ = settle(client, name, alias)
+        current = _aliases_of(model).get(alias)
+        if current == version:
+            return AliasMove(name, alias, version, current, kind, moved=False, reason=reason)
+        seq = _next_seq(getattr(model, "tags", None) or {})
+        moved = _move(
+            client, name, seq=seq, alias=alias, from_version=current, to_version=version, action=kind,
+            reason=reason, by=by,
+        )  # fmt: skip
+        if moved is not None:
+            return AliasMove(name, alias, version, current, kind, moved=True, reason=reason)
+        _backoff(attempt)
+    raise _moving_error(name, alias, _MAX_MOVE_ATTEMPTS)
 
 
 def rollback_alias(
@@ -894,52 +1051,51 @@ def rollback_alias(
     Move ``alias`` back to the version it pointed to before (or to ``version``) in one step, and record it.
 
     Retry-safe: when the newest event is a rollback of this alias recorded by the same ``by`` and the alias
-    still points where it put it, nothing moves again and that rollback is returned.
+    still points where it put it, nothing moves again and that rollback is returned. When another task moves
+    the alias at the same moment, the rollback is judged again on the new state (one step back from it).
     """
     alias = check_alias(alias)
-    current = require_alias_version(client, name, alias)
-    events = alias_history(client, name)
-    newest = next((e for e in reversed(events) if e.alias == alias), None)
-    if (
-        by
-        and newest is not None
-        and newest.action == AliasAction.ROLLBACK.value
-        and newest.by == by
-        and newest.to_version == current
-        and (version is None or check_version(version) == current)
-    ):
-        return AliasMove(
-            name, alias, current, newest.from_version, newest.action, moved=False, reason=newest.reason
-        )
-    if version is not None:
-        target = check_version(version)
-    else:
-        found = previous_version(events, alias, current)
-        if found is None:
+    wanted = None if version is None else check_version(version)
+    for attempt in range(_MAX_MOVE_ATTEMPTS):
+        model, events = settle(client, name, alias)
+        if alias not in _aliases_of(model):
+            require_alias_version(client, name, alias)  # raises ModelNotFound listing the aliases
+        current = _aliases_of(model)[alias]
+        newest = next((e for e in reversed(events) if e.alias == alias), None)
+        if (
+            by
+            and newest is not None
+            and newest.action == AliasAction.ROLLBACK.value
+            and newest.by == by
+            and newest.to_version == current
+            and (wanted is None or wanted == current)
+        ):
+            return AliasMove(
+                name, alias, current, newest.from_version, newest.action, moved=False, reason=newest.reason
+            )
+        target = wanted if wanted is not None else previous_version(events, alias, current)
+        if target is None:
             raise ModelRegistryError(
                 f"No earlier {alias!r} version of model {name!r} is recorded before v{current}, so there is "
                 "nothing to roll back to. Pass version=<N> to choose one."
             )
-        target = found
-    get_model_version(client, name, target)
-    if target == current:
-        return AliasMove(
-            name, alias, current, current, AliasAction.ROLLBACK.value, moved=False, reason=reason
-        )
-    text = reason or f"rollback of {alias} from v{current} to v{target}"
-    client.set_registered_model_alias(name, alias, target)
-    record_alias_event(
-        client,
-        name,
-        alias=alias,
-        from_version=current,
-        to_version=target,
-        action=AliasAction.ROLLBACK,
-        reason=text,
-        by=by,
-        existing=events,
-    )
-    return AliasMove(name, alias, target, current, AliasAction.ROLLBACK.value, moved=True, reason=text)
+        get_model_version(client, name, target)
+        if target == current:
+            return AliasMove(
+                name, alias, current, current, AliasAction.ROLLBACK.value, moved=False, reason=reason
+            )
+        text = reason or f"rollback of {alias} from v{current} to v{target}"
+        seq = _next_seq(getattr(model, "tags", None) or {})
+        moved = _move(
+            client, name, seq=seq, alias=alias, from_version=current, to_version=target,
+            action=AliasAction.ROLLBACK, reason=text, by=by,
+        )  # fmt: skip
+        if moved is not None:
+            return AliasMove(
+                name, alias, target, current, AliasAction.ROLLBACK.value, moved=True, reason=text
+            )
+        _backoff(attempt)
+    raise _moving_error(name, alias, _MAX_MOVE_ATTEMPTS)
 
 
 # ---------------------------------------------------------------- the gate
@@ -1008,7 +1164,7 @@ def promote_if_better(
     champion_alias: str = "champion",
     challenger_alias: str = "challenger",
     by: str = "",
-    max_attempts: int = 3,
+    max_attempts: int = _MAX_MOVE_ATTEMPTS,
 ) -> GateResult:
     """
     The champion/challenger gate: point ``challenger_alias`` at the candidate; move ``champion_alias`` only if it
@@ -1016,9 +1172,12 @@ def promote_if_better(
     the version and the champion move in the history.
 
     Every input is checked before anything changes (malformed rule, unknown model/version, metric the run
-    lacks). Retry-safe: a candidate that is already the champion is reported as promoted again. Optimistic
-    check: if the champion changes while the gate evaluates, the gate re-evaluates against the new champion
-    (up to ``max_attempts``); still, serialise gates of one model with a one-slot Airflow pool.
+    lacks). Retry-safe: a candidate that is already the champion is reported as promoted again.
+
+    Safe under concurrency without a pool: the champion move takes the next history slot atomically (see
+    :func:`settle`); a gate that loses the slot to another move judges again against the new champion (up to
+    ``max_attempts``), so the champion is always the best candidate that passed and the history is a chain.
+    The one-slot ``[mlops] promotion_pool`` still keeps gates of one model from working in vain.
     """
     name = check_model_name(name)
     version = check_version(version)
@@ -1052,13 +1211,14 @@ def promote_if_better(
             f"{_listed(metrics)}. Fix the rule's metric name or log the metric in training."
         )
 
-    for _ in range(max(1, max_attempts)):
-        model = get_registered_model(client, name)
+    for attempt in range(max(1, max_attempts)):
+        model, events = settle(client, name, champion_alias)
         aliases = _aliases_of(model)
-        events = _events_from_tags(getattr(model, "tags", None) or {})
         champion = aliases.get(champion_alias)
         if champion == version:
-            return _already_champion(client, name, version, events, champion_alias, challenger_alias, by)
+            return _already_champion(
+                client, name, version, model, events, champion_alias, challenger_alias, by
+            )
         champion_metrics = None
         if champion is not None:
             champion_metrics = _run_metrics(client, name, get_model_version(client, name, champion))
@@ -1067,34 +1227,30 @@ def promote_if_better(
         )
         decision = GateDecision.PROMOTED if passed else GateDecision.REJECTED
         if aliases.get(challenger_alias) != version:
-            client.set_registered_model_alias(name, challenger_alias, version)
+            _set_alias(client, name, challenger_alias, version)
         _record_decision(client, name, version, decision, reasons, parsed, champion, by)
         if not passed:
             return GateResult(
                 name, version, decision, champion, champion, reasons, champion_alias, challenger_alias
             )
-        now = get_alias_version(client, name, champion_alias)
-        if now != champion:  # another gate moved it meanwhile: judge again against the new champion
-            continue
-        client.set_registered_model_alias(name, champion_alias, version)
-        record_alias_event(
+        moved = _move(
             client,
             name,
+            seq=_next_seq(getattr(model, "tags", None) or {}),
             alias=champion_alias,
             from_version=champion,
             to_version=version,
             action=AliasAction.PROMOTE,
             reason="; ".join(r for r in reasons if r.endswith("pass")) or "passed the gate",
             by=by,
-            existing=events,
         )
+        if moved is None:  # another task moved the champion meanwhile: judge again against the new one
+            _backoff(attempt)
+            continue
         return GateResult(
             name, version, decision, version, champion, reasons, champion_alias, challenger_alias
         )
-    raise ModelRegistryError(
-        f"The {champion_alias!r} alias of {name!r} kept moving while the gate evaluated v{version}; run promotions "
-        "of one model in a one-slot Airflow pool ([mlops] promotion_pool)."
-    )
+    raise _moving_error(name, champion_alias, max(1, max_attempts))
 
 
 def _record_decision(
@@ -1123,6 +1279,7 @@ def _already_champion(
     client: Any,
     name: str,
     version: str,
+    model: Any,
     events: Sequence[AliasEvent],
     champion_alias: str,
     challenger_alias: str,
@@ -1130,20 +1287,20 @@ def _already_champion(
 ) -> GateResult:
     previous = previous_version(events, champion_alias, version)
     recorded = any(e.alias == champion_alias and e.to_version == version for e in events)
-    if not recorded:  # the alias moved but the history write was lost (crash in between): repair it
-        record_alias_event(
+    if not recorded:  # set outside airflow-mlops before any move was recorded: record it once
+        _move(
             client,
             name,
+            seq=_next_seq(getattr(model, "tags", None) or {}),
             alias=champion_alias,
             from_version=None,
             to_version=version,
             action=AliasAction.PROMOTE,
             reason="already the champion when the gate ran",
             by=by,
-            existing=events,
         )
     if get_alias_version(client, name, challenger_alias) != version:
-        client.set_registered_model_alias(name, challenger_alias, version)
+        _set_alias(client, name, challenger_alias, version)
     reasons = [f"v{version} is already the {champion_alias!r} version: nothing to move"]
     mv = client.get_model_version(name, version)
     if (getattr(mv, "tags", None) or {}).get(TAG_GATE_DECISION) != GateDecision.PROMOTED.value:
