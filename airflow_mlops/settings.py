@@ -38,7 +38,7 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "promotion_pool": (
         "string",
         "mlops_promotion",
-        "Airflow pool (create it with one slot) that serialises champion alias moves across DAG runs.",
+        "Default pool of the alias-moving operators; created with one slot when a scheduler starts. Empty: none.",
     ),
     "training_image": (
         "string",

@@ -39,7 +39,12 @@ def push_link(context: Context, link: type[XComUrlLink], url: str | None) -> Non
 
 
 def report_view_url(report_uri: str) -> str:
-    """Browser URL of a report: http(s) URIs as they are, anything else through the plugin's report viewer."""
+    """Browser URL of a report: http(s) URIs as they are, anything else through the plugin's report viewer.
+
+    The viewer (:mod:`airflow_mlops.plugins.api`) serves it to logged-in users who may read the DAG named in
+    the report folder's owner record, so the writing operator must call
+    :func:`airflow_mlops.core.report_owner.write_owner` for it.
+    """
     if report_uri.startswith(("http://", "https://")):
         return report_uri
     from airflow.configuration import conf

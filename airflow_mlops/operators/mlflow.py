@@ -4,18 +4,18 @@ Thin adapters over :mod:`airflow_mlops.core.registry`: each renders its argument
 :class:`~airflow_mlops.hooks.mlflow.MlflowHook` session, calls one core function, pushes extra-link URLs and
 returns a small XCom dict. Promotion uses MLflow aliases (``champion``/``challenger``), never stages.
 
-Serialise every task that moves a model's ``champion`` alias (gate, rollback, manual set) with a one-slot Airflow
-pool, by default ``[mlops] promotion_pool`` = ``mlops_promotion``::
-
-    airflow pools set mlops_promotion 1 "one champion move at a time"
-    MlflowPromoteModelOperator(task_id="gate", pool="mlops_promotion", ...)
+Alias moves are safe under concurrency on their own: each move takes the next slot of the model's history
+atomically in MLflow (:func:`airflow_mlops.core.registry.settle`), so concurrent gates never fork the champion
+history. The operators that move an alias (gate, rollback, manual set) also run in the one-slot pool
+``[mlops] promotion_pool`` (default ``mlops_promotion``) unless given another ``pool``; the provider's plugin
+creates that pool with one slot when the scheduler starts, if it does not exist.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -61,9 +61,15 @@ class _MlflowRegistryOperator(BaseOperator):
     """Shared plumbing: the MLflow hook of the task and the model-version link."""
 
     operator_extra_links: tuple = (MlflowModelVersionLink(),)
+    #: Moves an alias: runs in ``[mlops] promotion_pool`` unless given another ``pool``.
+    moves_alias: ClassVar[bool] = False
 
     def __init__(self, *, name: str, mlflow_conn_id: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("multiple_outputs", True)  # so ``task.output["version"]`` works downstream
+        if self.moves_alias and not kwargs.get("pool"):
+            from airflow_mlops.settings import get_settings
+
+            kwargs["pool"] = get_settings().promotion_pool or None
         super().__init__(**kwargs)
         self.name = name
         self.mlflow_conn_id = mlflow_conn_id
@@ -195,7 +201,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     Always points ``challenger_alias`` at the candidate; moves ``champion_alias`` only when the candidate passes
     every rule against the current champion's run metrics (with no champion yet: the absolute floors). The decision
     and reasons are tagged on the version (``mlops.gate.*``) and a champion move is appended to the model's
-    history (see :func:`airflow_mlops.core.registry.alias_history`). Run it in the one-slot promotion pool.
+    history (see :func:`airflow_mlops.core.registry.alias_history`). Runs in the ``[mlops] promotion_pool``.
 
     .. code-block:: python
 
@@ -208,7 +214,6 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
                 {"metric": "val_roc_auc", "min": 0.8},
             ],
             on_reject="skip",
-            pool="mlops_promotion",
         )
 
     Returns ``{"name", "version", "decision": "promoted"|"rejected", "promoted", "champion_version",
@@ -227,6 +232,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
     """
 
+    moves_alias = True
     template_fields: Sequence[str] = (
         "name",
         "version",
@@ -332,7 +338,7 @@ class MlflowRollbackModelOperator(_MlflowRegistryOperator):
 
     .. code-block:: python
 
-        rollback = MlflowRollbackModelOperator(task_id="rollback", name="churn", pool="mlops_promotion")
+        rollback = MlflowRollbackModelOperator(task_id="rollback", name="churn")
 
     Returns ``{"name", "alias", "version", "previous_version", "action": "rollback", "moved", "reason"}``.
 
@@ -343,6 +349,7 @@ class MlflowRollbackModelOperator(_MlflowRegistryOperator):
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
     """
 
+    moves_alias = True
     template_fields: Sequence[str] = ("name", "alias", "version", "reason", "mlflow_conn_id")
 
     def __init__(
@@ -387,7 +394,7 @@ class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
 
         MlflowSetModelAliasOperator(
             task_id="pin_champion", name="churn", alias="champion", version="{{ params.version }}",
-            reason="{{ params.reason }}", pool="mlops_promotion",
+            reason="{{ params.reason }}",
         )
 
     Returns ``{"name", "alias", "version", "previous_version", "action": "set", "moved", "reason"}``; ``moved`` is
@@ -400,6 +407,7 @@ class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
     """
 
+    moves_alias = True
     template_fields: Sequence[str] = ("name", "alias", "version", "reason", "mlflow_conn_id")
 
     def __init__(

@@ -167,6 +167,7 @@ class GXValidateDatasetOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from airflow_mlops.core.report_owner import write_owner
         from airflow_mlops.core.validation import validate_dataset
         from airflow_mlops.links.base import push_link, report_view_url
         from airflow_mlops.settings import get_settings
@@ -206,6 +207,8 @@ class GXValidateDatasetOperator(BaseOperator):
         self.log.info("::endgroup::")
         self.log.info("Report: %s", result.report_uri)
         if result.report_uri:
+            files = [u for u in (result.report_uri, result.report_json_uri) if u]
+            write_owner(identity, files)  # the report viewer serves the files to readers of this DAG only
             push_link(context, GXValidationReportLink, report_view_url(result.report_uri))
         summary = {**result.summary(), "on_failure": self.on_failure.value}
         if result.success:

@@ -1,4 +1,4 @@
-"""The airflow-mlops AirflowPlugin: template macros and a small API app that serves stored reports.
+"""The airflow-mlops AirflowPlugin: template macros and an API app that serves stored reports to Airflow users.
 
 Registered through the ``airflow.plugins`` entry point (the provider-info ``plugins`` key is only honoured
 with ``[core] lazy_discover_providers=False``).
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_mlops.plugins.api import create_app
+from airflow_mlops.plugins import listeners as pool_listener
+from airflow_mlops.plugins.api import LazyApp
 from airflow_mlops.plugins.macros import champion_uri, model_uri
 from airflow_mlops.templates.macros import run_date, run_slug
 
@@ -18,4 +19,5 @@ class MlopsPlugin(AirflowPlugin):
 
     name = "airflow_mlops"
     macros = [model_uri, champion_uri, run_date, run_slug]
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/mlops", "name": "airflow-mlops reports"}]
+    listeners = [pool_listener]  # creates [mlops] promotion_pool when a scheduler starts
+    fastapi_apps = [{"app": LazyApp(), "url_prefix": "/mlops", "name": "airflow-mlops reports"}]

@@ -96,8 +96,8 @@ class GateConfig:
         "greater_is_better": true}``.
     :param floors: absolute bounds, e.g. ``{"metric": "val_roc_auc", "min": 0.8}``.
     :param on_reject: ``succeed`` (keep the champion, DAG succeeds), ``skip`` or ``fail``.
-    :param pool: Airflow pool for the alias moves. Create a one-slot pool (``airflow pools set
-        mlops_promotion 1 "champion alias moves"``) and name it here so two runs never interleave a promotion.
+    :param pool: Airflow pool of the alias moves; None (default) uses ``[mlops] promotion_pool``
+        (``mlops_promotion``, one slot, created by the provider when the scheduler starts).
 
     Leaving out both ``rules`` and ``floors`` applies the default gate of the model's task
     (:func:`airflow_mlops.core.registry.default_gate_rules`): for classification ``val_roc_auc`` not worse

@@ -124,7 +124,9 @@ def test_concurrent_gates_keep_one_champion_and_a_chain_history(mlflow_server, c
         results, errors = _race(
             mlflow_server,
             [
-                lambda own, v=v, i=i: promote_if_better(own, name, v, RULES, by=f"round{round_no}/gate{i}")
+                lambda own, v=v, i=i, n=name, r=round_no: promote_if_better(
+                    own, n, v, RULES, by=f"round{r}/gate{i}"
+                )
                 for i, v in enumerate(candidates)
             ],
         )

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airflow_mlops.core.report_owner import read_owner
 from tests.helpers.airflow import run_dag, task_states, xcom
 
 pytestmark = pytest.mark.integration
@@ -131,6 +132,9 @@ def test_passing_dataset_succeeds_routes_and_publishes_asset_event(airflow_db, d
 
     link = report_link(run)
     assert "/mlops/reports/view?uri=" in link and "validation.html" in link
+    owner = read_owner(str(Path(summary["report_uri"]).parent))  # what the report viewer authorizes by
+    assert owner is not None and owner.dag_id == "validation_pass" and owner.task_id == "validate"
+    assert sorted(owner.files) == ["validation.html", "validation.json"] and owner.scripts == ()
 
     events = asset_events("mlops-validated:validation_pass.validate")
     assert len(events) == 1
