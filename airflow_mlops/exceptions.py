@@ -37,7 +37,7 @@ class ServiceUnreachable(MlopsError):
 
 
 class DatasetError(MlopsError):
-    """A dataset URI could not be read: missing, corrupt, unsupported format or empty."""
+    """A dataset could not be read or used: missing, corrupt, malformed (duplicate columns), empty, or bad values."""
 
 
 class DatasetNotFound(DatasetError, FileNotFoundError):

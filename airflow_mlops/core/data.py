@@ -8,6 +8,7 @@ name the dataset and say what to fix.
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -119,19 +120,76 @@ def resolve_dataset(uri: str) -> DatasetRef:
     return DatasetRef(uri, fs, path, fmt, (path,), False)
 
 
+def _where(ref: DatasetRef, file: str) -> str:
+    """``dataset <uri>``, plus the file for a folder: the start of a message about one data file."""
+    return f"dataset {ref.uri}" if not ref.is_dir else f"dataset {ref.uri} (file {to_uri(ref.fs, file)})"
+
+
+def check_unique_columns(ref: DatasetRef, file: str, names: Sequence[str]) -> None:
+    """
+    Raise DatasetError naming the duplicated column names of one data file.
+
+    Every stage looks columns up by name, so a duplicate makes the data ambiguous: Arrow refuses to select
+    it ("Multiple matches for FieldRef", read as corruption), Evidently and the models fail on it later.
+    """
+    counts = Counter(names)
+    duplicated = [n for n in counts if counts[n] > 1]
+    if duplicated:
+        raise DatasetError(
+            f"{_where(ref, file)} has duplicate column name(s) {duplicated} (its columns: {list(names)}); "
+            "every column needs a unique name. Rename or drop the duplicates where the data is written."
+        )
+
+
+_DELIMITER_NAMES = {";": "';'", "\t": "tab", "|": "'|'"}
+
+
+def _check_delimiter(ref: DatasetRef, file: str, names: Sequence[str], delimiter: str) -> None:
+    """A CSV read as one column whose name splits on another delimiter was written with that delimiter."""
+    if len(names) != 1:
+        return
+    for candidate, label in _DELIMITER_NAMES.items():
+        parts = names[0].split(candidate)
+        if candidate == delimiter or len(parts) < 2 or not all(p.strip() for p in parts):
+            continue
+        fix = (
+            "Name the file *.tsv (read as tab-separated) or convert it to comma-separated CSV or parquet."
+            if candidate == "\t"
+            else "Convert it to comma-separated CSV or to parquet, e.g. with "
+            f"pandas.read_csv(path, sep={candidate!r}).to_parquet(...)."
+        )
+        read_as = "tab" if delimiter == "\t" else "comma"
+        raise DatasetError(
+            f"{_where(ref, file)} was read as one column {names[0]!r}: it looks {label}-delimited, but "
+            f"{'*.tsv' if read_as == 'tab' else 'CSV'} files are read as {read_as}-separated. {fix}"
+        )
+
+
 def _open_parquet(ref: DatasetRef, file: str) -> Any:
     import pyarrow.parquet as pq
 
     try:
         # buffer_size: read column chunks page by page instead of whole; a 1Mi-row row group of 20 float
         # columns otherwise holds ~160 MB of chunk buffers while streaming (measured: 300 MB -> 135 MB peak).
-        return pq.ParquetFile(ref.fs.open(file, "rb"), pre_buffer=False, buffer_size=PARQUET_STREAM_BUFFER)
+        opened = pq.ParquetFile(ref.fs.open(file, "rb"), pre_buffer=False, buffer_size=PARQUET_STREAM_BUFFER)
     except Exception as err:
         _raise_if_transient(err, ref.uri)
         raise DatasetError(
             f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({_short(err)}). "
             "It may be truncated or corrupt; rewrite it."
         ) from None
+    try:
+        check_unique_columns(ref, file, opened.schema_arrow.names)
+    except DatasetError:
+        opened.close()
+        raise
+    return opened
+
+
+def _reraise_duplicates(ref: DatasetRef, file: str, err: BaseException) -> None:
+    """Arrow reports a duplicated column it was asked for as a read error: name the duplicates instead."""
+    if ref.format == "parquet" and "Multiple matches for FieldRef" in str(err):
+        _open_parquet(ref, file)
 
 
 def schema(ref: DatasetRef) -> pa.Schema:
@@ -179,7 +237,7 @@ def _open_csv(ref: DatasetRef, file: str, columns: Sequence[str] | None, block_s
 
     try:
         stream = pa.input_stream(ref.fs.open(file, "rb"), compression=compression)
-        return pcsv.open_csv(
+        reader = pcsv.open_csv(
             stream,
             read_options=pcsv.ReadOptions(block_size=block_size),
             parse_options=pcsv.ParseOptions(delimiter=delimiter),
@@ -190,6 +248,16 @@ def _open_csv(ref: DatasetRef, file: str, columns: Sequence[str] | None, block_s
         raise DatasetError(
             f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable CSV file ({_short(err)})."
         ) from None
+    if not columns:  # the whole header: with include_columns only the selected names are in the schema
+        names = reader.schema.names
+        try:
+            check_unique_columns(ref, file, names)
+            _check_delimiter(ref, file, names, delimiter)
+        except DatasetError:
+            reader.close()  # stop its read-ahead thread (left running, it aborts the interpreter at exit)
+            stream.close()
+            raise
+    return reader
 
 
 def iter_batches(
@@ -207,6 +275,7 @@ def iter_batches(
                 raise
             except Exception as err:
                 _raise_if_transient(err, ref.uri)
+                _reraise_duplicates(ref, file, err)
                 raise DatasetError(
                     f"dataset {ref.uri}: reading {to_uri(ref.fs, file)} failed ({_short(err)}). "
                     "The file may be truncated or corrupt; rewrite it."
@@ -240,10 +309,13 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
                     tables.append(pq.read_table(handle, columns=cols, pre_buffer=False))
             except Exception as err:
                 _raise_if_transient(err, ref.uri)
+                _reraise_duplicates(ref, file, err)
                 raise DatasetError(
                     f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({_short(err)}). "
                     "It may be truncated or corrupt; rewrite it."
                 ) from None
+            # Reading every column, Arrow keeps duplicated names without complaint.
+            check_unique_columns(ref, file, tables[-1].schema.names)
     else:
         tables = []
         for file in ref.files:

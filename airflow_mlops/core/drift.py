@@ -15,6 +15,7 @@ against a drift threshold of 0.1. ``bench/drift.py`` measures the agreement with
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.data import DatasetRef, column_names, count_rows, read_table, resolve_dataset, schema
 from airflow_mlops.core.storage import atomic_local_path, check_uri, join_uri, write_json
-from airflow_mlops.exceptions import DriftDetectionError, EmptyDatasetError, MlopsConfigError, SchemaMismatch
+from airflow_mlops.exceptions import (
+    DatasetError,
+    DriftDetectionError,
+    EmptyDatasetError,
+    MlopsConfigError,
+    SchemaMismatch,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -334,6 +341,36 @@ def _check_not_all_null(frame: pd.DataFrame, side: str, uri: str, total: int) ->
         )
 
 
+def _check_finite(frame: pd.DataFrame, side: str, uri: str, total: int) -> None:
+    """
+    DatasetError naming each column with +-inf values: Evidently does not fail on them, it scores nonsense
+    (a p-value of 1.0, or a column silently left out of the drift share).
+    """
+    import numpy as np
+
+    sampled = len(frame) < total
+    found = []
+    for name in frame.columns:
+        values = frame[name]
+        if values.dtype.kind != "f":
+            continue
+        infinite = np.isinf(values.to_numpy())
+        count = int(infinite.sum())
+        if count:
+            where = "" if sampled else f" (first at row {int(np.argmax(infinite))})"
+            found.append(f"column {name!r} of the {side} data {uri} holds {count} infinite value(s){where}")
+        missing = int(values.isna().sum())
+        if missing:
+            log.info("%d of %d value(s) of column %r of the %s data are null; Evidently ignores them",
+                     missing, len(values), name, side)  # fmt: skip
+    if found:
+        read = f" in a sample of {len(frame)} of its {total} rows" if sampled else ""
+        raise DatasetError(
+            f"{'; '.join(found)}{read}; drift cannot be measured on +-inf (rows count from 0). Replace them "
+            "upstream (with null, which drift ignores, or a bounded value) or drop the column with columns=."
+        )
+
+
 # ---------------------------------------------------------------------------------------------- methods
 def default_method(kind: str, reference_rows: int, n_unique: int) -> str:
     """The test Evidently 0.7 picks by default for a column, given the *full* reference row count."""
@@ -356,6 +393,43 @@ def _unseen(ref: pd.Series, cur: pd.Series) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------------------- main
+_EMBEDDED_JSON = re.compile(r"\bvar\s+[A-Za-z_$][\w$]*\s*=\s*(?=[\[{])")
+
+
+def _defuse_embedded_json(path: str) -> None:
+    """
+    Make data values inert in Evidently's HTML report.
+
+    Evidently 0.7 embeds the report data as raw JSON inside ``<script>`` (``var <id> = {...};``), so a value
+    such as ``</script><script>...`` in the data would close the script element and run as markup. Inside
+    each embedded JSON value ``<``, ``>`` and ``&`` become ``\\u003c``/``\\u003e``/``\\u0026``: the same
+    strings to JavaScript, nothing an HTML parser can act on. The JSON spans are found by decoding them, so
+    the page's own tags are untouched.
+    """
+    import json
+
+    with open(path, encoding="utf-8") as handle:
+        html = handle.read()
+    decoder = json.JSONDecoder()
+    out, pos = [], 0
+    for match in _EMBEDDED_JSON.finditer(html):
+        start = match.end()
+        if start < pos:
+            continue
+        try:
+            _, end = decoder.raw_decode(html, start)
+        except ValueError:
+            continue
+        span = html[start:end].replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        out += [html[pos:start], span]
+        pos = end
+    if not out:
+        return
+    out.append(html[pos:])
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("".join(out))
+
+
 def detect_drift(
     reference_uri: str,
     current_uri: str,
@@ -467,6 +541,7 @@ def detect_drift(
             full_plan[prediction_column] = pred_kind or CATEGORICAL
         frame = _to_frame(table, full_plan)
         _check_not_all_null(frame, side, data_ref.uri, total)
+        _check_finite(frame, side, data_ref.uri, total)
         frames[side], totals[side] = frame, total
     timings["read_s"] = time.perf_counter() - t0
 
@@ -518,6 +593,7 @@ def detect_drift(
     t0 = time.perf_counter()
     with atomic_local_path(html_uri, suffix=".html") as path:
         snapshot.save_html(path)
+        _defuse_embedded_json(path)
     with atomic_local_path(json_uri, suffix=".json") as path:
         snapshot.save_json(path)
     timings["report_s"] = time.perf_counter() - t0

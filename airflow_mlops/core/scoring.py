@@ -42,6 +42,7 @@ from airflow_mlops.core.storage import (
     TMP_PREFIX,
     atomic_write,
     check_uri,
+    exclusive,
     get_fs,
     join_uri,
     read_json,
@@ -132,8 +133,9 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
     except MlflowException as err:
         if _is_not_found(err):
             raise ModelNotFound(
-                f"registered model {name!r} (from {model_uri}) does not exist in the MLflow registry; "
-                "register a model version under that name first, or fix the name."
+                f"registered model {name!r} (from {model_uri}) does not exist in the MLflow registry"
+                f"{_known_models_hint(client, name)}; register a model version under that name first, or fix "
+                "the name."
             ) from None
         raise ModelRegistryError(f"looking up registered model {name!r} failed: {_short(err)}") from None
     aliases = dict(getattr(registered, "aliases", None) or {})
@@ -161,7 +163,8 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
         if _is_not_found(err):
             raise ModelNotFound(
                 f"version {version!r} of registered model {name!r} does not exist "
-                f"(aliases: {aliases or 'none'}); list versions in the MLflow UI or use an alias."
+                f"({_known_versions_hint(client, name)}aliases: {aliases or 'none'}); use one of those "
+                "versions or an alias."
             ) from None
         raise ModelRegistryError(f"resolving {model_uri} failed: {_short(err)}") from None
     return ModelRef(
@@ -172,6 +175,31 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
         alias=alias,
         source=getattr(mv, "source", None),
     )
+
+
+def _known_models_hint(client: MlflowClient, name: str) -> str:
+    """`` (did you mean 'churn'?)`` or a few registered model names; empty when the registry cannot say."""
+    import difflib
+
+    try:
+        names = sorted(m.name for m in client.search_registered_models(max_results=1000))
+    except Exception:  # the hint is a courtesy: never hide the not-found error behind another one
+        return ""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if close:
+        return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+    if not names:
+        return " (the registry has no registered models)"
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return f" (registered models: {names[:10]}{more})"
+
+
+def _known_versions_hint(client: MlflowClient, name: str) -> str:
+    try:
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    except Exception:
+        return ""
+    return f"versions: {versions or 'none'}; "
 
 
 def _is_not_found(err: Exception) -> bool:
@@ -449,6 +477,17 @@ def _pyfunc_predict(model: Any, names: list[str]) -> Callable[[pa.RecordBatch], 
 
 
 # ------------------------------------------------------------------------------------------------ schema
+_NUMERIC_TYPES = frozenset({"double", "float", "long", "integer", "numeric"})
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+
+
 def check_input_schema(
     model: LoadedModel, arrow_schema: pa.Schema, *, dataset: str, passthrough: Sequence[str] = ()
 ) -> None:
@@ -461,11 +500,21 @@ def check_input_schema(
         if f.name in have and not _accepts(f.type, have[f.name])
     ]
     missing_pass = [c for c in passthrough if c not in have]
+    text_for_numbers = [
+        f.name
+        for f in model.features
+        if f.name in have and f.type in _NUMERIC_TYPES and _is_text(have[f.name])
+    ]
     problems = []
     if missing:
         problems.append(f"missing column(s) {missing}")
     if bad:
         problems.append(f"column(s) with types the signature rejects: {', '.join(bad)}")
+    if text_for_numbers:
+        problems.append(
+            f"{text_for_numbers} hold text where the model needs numbers: one non-numeric value (e.g. "
+            "'unknown' in a CSV) makes the whole column text, so clean or drop such values, or cast the column"
+        )
     if missing_pass:
         problems.append(f"missing passthrough column(s) {missing_pass}")
     if problems:
@@ -474,6 +523,82 @@ def check_input_schema(
             f"The dataset has {sorted(have)}; fix the data (or cast the columns) or score with a model whose "
             "signature matches."
         )
+
+
+def bad_values_error(
+    model: LoadedModel, batch: pa.RecordBatch, *, dataset: str, first_row: int, cause: BaseException
+) -> DatasetError | None:
+    """
+    After the model failed on ``batch``: a DatasetError naming the feature columns with missing (null, NaN)
+    or infinite values, their counts and first rows, and the fix; None when the batch has none.
+
+    Only on failure, because many models score missing values themselves (histogram gradient boosting, an
+    imputer in the pipeline); sklearn's own message ("Input X contains NaN") names neither column nor row.
+    Rows count from 0 over the whole input, in file order.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found, kinds = [], set()
+    for name in model.feature_names:
+        if name not in batch.schema.names:
+            continue
+        column = batch.column(name)
+        checks = [("missing (null or NaN)", pc.is_null(column, nan_is_null=True))]
+        if pa.types.is_floating(column.type):
+            checks.append(("infinite", pc.fill_null(pc.is_inf(column), False)))
+        for what, mask in checks:
+            count = int(pc.sum(mask).as_py() or 0)
+            if count:
+                first = first_row + int(pc.index(mask, True).as_py())
+                found.append(f"{count} {what} value(s) in column {name!r} (first at row {first})")
+                kinds.add(what.split()[0])
+    if not found:
+        return None
+    fixes = []
+    if "missing" in kinds:
+        fixes.append(
+            "fill or drop the missing values before scoring, or add an imputer to the model pipeline"
+        )
+    if "infinite" in kinds:
+        fixes.append("replace the infinite values (with null and impute, or clip them) before scoring")
+    end = first_row + batch.num_rows - 1
+    fix = "; ".join(fixes)
+    return DatasetError(
+        f"dataset {dataset} holds values model {model.ref.name} v{model.ref.version} cannot score: "
+        f"{'; '.join(found)}, counted in rows {first_row}-{end}, the batch it failed on "
+        f"({_short(cause).rstrip('.')}). "
+        f"{fix[0].upper()}{fix[1:]}. No predictions were written."
+    )
+
+
+@contextlib.contextmanager
+def removing_new_folders_on_error(output_uri: str) -> Iterator[None]:
+    """
+    On an exception, remove the (local) folders above ``output_uri`` that did not exist on entry and are still
+    empty, so that a job failing on bad data leaves no empty output folder behind. Object stores have no real
+    folders: nothing to do there. ``os.rmdir`` removes empty folders only, never another writer's files.
+    """
+    from airflow_mlops.core.storage import is_local, local_path
+
+    created: list[str] = []
+    if is_local(output_uri):
+        folder = os.path.dirname(os.path.abspath(local_path(output_uri)))
+        while not os.path.exists(folder):
+            created.append(folder)  # deepest first
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (or already gone): leave it and everything above it
+                break
+        raise
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -719,7 +844,39 @@ def _prediction_arrays(pred: Any, rows: int, column: str) -> list[tuple[str, Any
     )
 
 
-def score_dataset(
+def score_dataset(model: LoadedModel, input_uri: str, output_uri: str, **options: Any) -> ScoringResult:
+    """
+    Stream ``input_uri`` through ``model`` into ``output_uri`` exactly once, then write the manifest.
+
+    One writer per output URI: a concurrent attempt on the same output waits for the writer's lock (see
+    :func:`airflow_mlops.core.storage.exclusive`), then removes what killed attempts left. Options are those
+    of :func:`run_batch_inference` that concern the data (``input_files``, ``passthrough_columns``,
+    ``prediction_column``, ``batch_size``, ``fingerprint``, ``progress_interval``, ``log``, ``started``).
+
+    Nothing is written before the schema of every input file passed :func:`check_input_schema`. The data goes
+    to a hidden temporary sibling and is renamed into place complete; the previous manifest is removed just
+    before that rename and the new one is written last, so a manifest always describes the file beside it.
+    """
+    output_uri = _check_output_uri(output_uri)
+    with _exclusive_output(output_uri, options.get("log") or logger):
+        return _score_dataset(model, input_uri, output_uri, **options)
+
+
+@contextlib.contextmanager
+def _exclusive_output(output_uri: str, log: logging.Logger | Any) -> Iterator[None]:
+    """Hold the writer's lock of ``output_uri``, then delete the temporaries killed attempts left beside it."""
+
+    def waiting(lock: str) -> None:
+        log.info("Waiting for another attempt writing %s to finish (it holds %s)", output_uri, lock)
+
+    with removing_new_folders_on_error(output_uri), exclusive(output_uri, on_wait=waiting):
+        removed = remove_stale_temporaries(output_uri)
+        if removed:
+            log.info("Removed %d temporary file(s) of an interrupted attempt: %s", len(removed), removed)
+        yield
+
+
+def _score_dataset(
     model: LoadedModel,
     input_uri: str,
     output_uri: str,
@@ -764,10 +921,6 @@ def score_dataset(
     fp_job = None if fingerprint else _Background(lambda: content_fingerprint(ref))
     features = [f.name for f in model.features if f.name in set(data_mod.column_names(ref))]
     read_cols = list(dict.fromkeys([*features, *passthrough]))
-    removed = remove_stale_temporaries(output_uri)
-    if removed:
-        log.info("Removed %d temporary file(s) of an interrupted attempt: %s", len(removed), removed)
-
     batches = data_mod.iter_batches(ref, read_cols, batch_size=batch_size)
     progress = _Progress(total, progress_interval, log)
     rows = 0
@@ -781,6 +934,9 @@ def score_dataset(
         except (ScoringError, SchemaMismatch):
             raise
         except Exception as err:
+            bad = bad_values_error(model, batch, dataset=ref.uri, first_row=rows, cause=err)
+            if bad is not None:
+                raise bad from err
             raise ScoringError(
                 f"model {model.ref.name} v{model.ref.version} failed on a batch of {batch.num_rows} rows from "
                 f"{ref.uri}: {_short(err)}"
@@ -898,44 +1054,45 @@ def run_batch_inference(
     ref = resolve_model(client, model_uri)
     log.info("Resolved %s to %s (run %s)", model_uri, ref.uri, ref.run_id)
     dataset = _select_files(data_mod.resolve_dataset(input_uri), input_files)
-    manifest_uri = manifest_uri_for(output_uri)
-    old = None if force else _read_manifest(manifest_uri)
-    fingerprint = None
-    if old is not None:
-        from airflow_mlops.core.lineage import fingerprint as content_fingerprint
+    with _exclusive_output(output_uri, log):  # one writer per output; what killed attempts left goes first
+        manifest_uri = manifest_uri_for(output_uri)
+        old = None if force else _read_manifest(manifest_uri)
+        fingerprint = None
+        if old is not None:
+            from airflow_mlops.core.lineage import fingerprint as content_fingerprint
 
-        fingerprint = content_fingerprint(dataset)
-        params = {
-            "passthrough_columns": list(dict.fromkeys(passthrough_columns or ())),
-            "prediction_column": prediction_column,
-            "input_files": list(input_files) if input_files else None,
-            "output_uri": output_uri,
-        }
-        if _same_job(old, ref, fingerprint, params) and _output_intact(old):
-            log.info(
-                "Skipping: %s already holds %d row(s) scored by %s v%s from input %s",
+            fingerprint = content_fingerprint(dataset)
+            params = {
+                "passthrough_columns": list(dict.fromkeys(passthrough_columns or ())),
+                "prediction_column": prediction_column,
+                "input_files": list(input_files) if input_files else None,
+                "output_uri": output_uri,
+            }
+            if _same_job(old, ref, fingerprint, params) and _output_intact(old):
+                log.info(
+                    "Skipping: %s already holds %d row(s) scored by %s v%s from input %s",
+                    output_uri,
+                    old.get("rows", 0),
+                    ref.name,
+                    ref.version,
+                    fingerprint,
+                )
+                return ScoringResult.from_manifest(old, skipped=True)
+        with tempfile.TemporaryDirectory(prefix="mlops-model-") as model_dir:
+            model = load_model(ref, flavor=flavor, feature_columns=feature_columns, local_dir=model_dir)
+            return _score_dataset(
+                model,
+                input_uri,
                 output_uri,
-                old.get("rows", 0),
-                ref.name,
-                ref.version,
-                fingerprint,
+                input_files=input_files,
+                passthrough_columns=passthrough_columns,
+                prediction_column=prediction_column,
+                batch_size=batch_size,
+                fingerprint=fingerprint,
+                progress_interval=progress_interval,
+                log=log,
+                started=started,
             )
-            return ScoringResult.from_manifest(old, skipped=True)
-    with tempfile.TemporaryDirectory(prefix="mlops-model-") as model_dir:
-        model = load_model(ref, flavor=flavor, feature_columns=feature_columns, local_dir=model_dir)
-        return score_dataset(
-            model,
-            input_uri,
-            output_uri,
-            input_files=input_files,
-            passthrough_columns=passthrough_columns,
-            prediction_column=prediction_column,
-            batch_size=batch_size,
-            fingerprint=fingerprint,
-            progress_interval=progress_interval,
-            log=log,
-            started=started,
-        )
 
 
 # ------------------------------------------------------------------------------------------------ sharding

@@ -13,10 +13,10 @@ import json
 import os
 import posixpath
 import re
-import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import UnsafeUriError
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 TMP_PREFIX = ".mlops-tmp-"
+LOCK_PREFIX = ".mlops-lock-"
 
 
 def _has_scheme(uri: str) -> bool:
@@ -112,13 +113,22 @@ def atomic_write(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
     """
     Open ``uri`` for writing so that it appears complete or not at all.
 
-    The data goes to a hidden sibling and is moved into place on a clean exit; on an exception the sibling is
-    removed and the target is untouched. On object stores, where a single PUT is already atomic, the move is
-    a server-side copy.
+    Locally the data goes to a hidden sibling that is renamed into place on a clean exit; on an exception the
+    sibling is removed and the target is untouched. On object stores the data is staged in a local temporary
+    file and sent in one upload (a single or multipart PUT appears whole or not at all), so no temporary object
+    is ever created in the bucket for a concurrent writer's clean-up to trip over.
     """
     if mode not in {"wb", "w"}:
         raise ValueError(f"atomic_write mode must be 'wb' or 'w', not {mode!r}")
     fs, path = get_fs(uri)
+    if not _is_local_fs(fs):
+        with tempfile.TemporaryDirectory(prefix="mlops-") as tmpdir:
+            staged = os.path.join(tmpdir, "payload")
+            encoding = "utf-8" if mode == "w" else None
+            with open(staged, mode, encoding=encoding) as handle:
+                yield handle
+            fs.put_file(staged, path)
+        return
     parent = posixpath.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
@@ -126,14 +136,59 @@ def atomic_write(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
     try:
         with fs.open(tmp, mode) as handle:
             yield handle
-        if _is_local_fs(fs):
-            os.replace(tmp, path)
-        else:
-            fs.mv(tmp, path)
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(Exception):
             fs.rm(tmp)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(uri: str, *, on_wait: Callable[[str], None] | None = None, poll: float = 0.2) -> Iterator[None]:
+    """
+    Hold the writer's lock of ``uri``: one writer at a time per output, across processes and machines that
+    share the (local or network) filesystem.
+
+    The lock is ``flock`` on the hidden sibling ``.mlops-lock-<name>``; the kernel releases it when its holder
+    dies (even by SIGKILL), and the holder deletes the file on its way out (a waiter that locked a deleted
+    file notices the inode changed and tries again), so nothing outlives the next writer. ``on_wait(lock)`` is
+    called when the lock is busy and every 30 s while waiting. On object stores this is a no-op: writes there
+    are single uploads (see :func:`atomic_write`).
+    """
+    if not is_local(uri):
+        yield
+        return
+    import fcntl
+
+    folder, name = os.path.split(local_path(uri))
+    os.makedirs(folder, exist_ok=True)
+    lock = os.path.join(folder, f"{LOCK_PREFIX}{name}")
+    told = None
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            now = time.monotonic()
+            if on_wait is not None and (told is None or now - told >= 30):
+                told = now
+                on_wait(lock)
+            time.sleep(poll)
+            continue
+        try:
+            mine = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            mine = False
+        if mine:
+            break
+        os.close(fd)  # the holder deleted the file between our open and our lock: take the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -142,7 +197,7 @@ def atomic_local_path(uri: str, suffix: str = "") -> Iterator[str]:
     Yield a local file path to write with any library; on a clean exit it is published to ``uri`` atomically.
 
     For a local target the temporary file sits next to it (same filesystem, so ``os.replace`` is atomic);
-    for a remote one it is a local temp file uploaded through :func:`atomic_write`.
+    for a remote one it is a local temp file sent in one upload.
     """
     if is_local(uri):
         target = local_path(uri)
@@ -157,11 +212,11 @@ def atomic_local_path(uri: str, suffix: str = "") -> Iterator[str]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return
+    fs, path = get_fs(uri)
     with tempfile.TemporaryDirectory(prefix="mlops-") as tmpdir:
         tmp = os.path.join(tmpdir, "payload" + suffix)
         yield tmp
-        with open(tmp, "rb") as src, atomic_write(uri) as dst:
-            shutil.copyfileobj(src, dst, length=8 << 20)
+        fs.put_file(tmp, path)  # one upload: appears whole or not at all
 
 
 def _umask() -> int:

@@ -405,6 +405,7 @@ def validate_dataset(
         frame, rows = _read(ref, needed)
         if rows == 0 and not allow_empty:
             raise _empty_error(ref.uri, spec)
+        _check_numeric_columns(spec, arrow_schema, frame, ref.uri)
         fp = dataset_fingerprint(ref)
 
     # BASIC: counts plus the first unexpected values (no index lists); extra values so examples can be distinct.
@@ -564,6 +565,67 @@ def _columns_to_read(spec: SuiteSpec, have: Sequence[str], uri: str) -> list[str
     if read_all:
         return list(have)
     return [c for c in have if c in wanted]
+
+
+# Expectations that compute on numbers: on a text column GX fails them with an internal error instead
+# ("'>=' not supported between instances of 'str' and 'float'", "could not convert string to float").
+NUMERIC_EXPECTATIONS = frozenset(
+    {
+        "expect_column_mean_to_be_between",
+        "expect_column_median_to_be_between",
+        "expect_column_stdev_to_be_between",
+        "expect_column_sum_to_be_between",
+        "expect_column_quantile_values_to_be_between",
+    }
+)
+# ... and those that compare with their bounds, which need numbers when a bound is a number.
+BOUNDED_EXPECTATIONS = frozenset(
+    {
+        "expect_column_values_to_be_between",
+        "expect_column_min_to_be_between",
+        "expect_column_max_to_be_between",
+    }
+)
+
+
+def _needs_numbers(item: ExpectationSpec) -> bool:
+    if item.type in NUMERIC_EXPECTATIONS:
+        return True
+    if item.type in BOUNDED_EXPECTATIONS:
+        bounds = (item.kwargs.get("min_value"), item.kwargs.get("max_value"))
+        return any(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+    return False
+
+
+def _check_numeric_columns(spec: SuiteSpec, arrow_schema: Any, frame: pd.DataFrame, uri: str) -> None:
+    """SchemaMismatch for a numeric expectation on a text column, with the values that are not numbers."""
+    import pandas as pd
+    import pyarrow as pa
+
+    for index, item in enumerate(spec.expectations):
+        column = item.column
+        if column is None or not _needs_numbers(item) or column not in arrow_schema.names:
+            continue
+        arrow_type = arrow_schema.field(column).type
+        if pa.types.is_dictionary(arrow_type):
+            arrow_type = arrow_type.value_type
+        if not (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)):
+            continue
+        found = ""
+        if column in frame.columns:
+            values = frame[column]
+            bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+            shown = [f"{v!r} (row {i})" for i, v in values[bad].head(DEFAULT_EXAMPLES).items()]
+            if shown:
+                more = f" and {int(bad.sum()) - len(shown)} more" if int(bad.sum()) > len(shown) else ""
+                found = f"; values that are not numbers: {', '.join(shown)}{more} (rows counted from 0)"
+            elif len(values):
+                found = "; every value is a number written as text"
+        raise SchemaMismatch(
+            f"column {column!r} of dataset {uri} is {arrow_type}, but expectation #{index} {item.label()} of "
+            f"{spec.describe()} compares numbers{found}. Fix or drop those values upstream (a CSV column with "
+            "one non-numeric value is read as text), cast the column to a number, or fix the expectation."
+        )
 
 
 _SCHEMA_GROUP = ("\0schema",)  # sentinel keys: no real column is named with a NUL

@@ -73,7 +73,7 @@ class EvidentlyDetectDriftOperator(BaseOperator):
         champion_alias``.
     :param reference_uri: Reference data (templated); default: the model version's training dataset tag.
     :param report_uri: Folder for ``drift.html``/``drift.json``/``result.json`` (templated); default:
-        ``<report_base_uri>/drift/<model>/<run_id>/<task_id>``.
+        ``<report_base_uri>/drift/<model>/<dag_id>/<run_id>/<task_id>``.
     :param columns: Input columns to compare (templated); default: the model signature's inputs, else the
         columns both datasets share.
     :param categorical_columns: Columns compared as categories even when numeric (templated).
@@ -169,6 +169,7 @@ class EvidentlyDetectDriftOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.drift import detect_drift
         from airflow_mlops.core.policy import DriftCheck, MlflowPolicyStore
+        from airflow_mlops.core.report_owner import split_uri, write_owner
         from airflow_mlops.core.storage import join_uri
         from airflow_mlops.hooks.mlflow import MlflowHook
         from airflow_mlops.links.base import push_link, report_view_url
@@ -188,6 +189,7 @@ class EvidentlyDetectDriftOperator(BaseOperator):
                 settings.report_base_uri,
                 "drift",
                 safe_segment(name),
+                safe_segment(identity.dag_id),  # run ids repeat across DAGs: one folder per DAG run
                 safe_segment(identity.run_id),
                 safe_segment(
                     identity.task_id if identity.map_index < 0 else f"{identity.task_id}.{identity.map_index}"
@@ -221,6 +223,12 @@ class EvidentlyDetectDriftOperator(BaseOperator):
                 },
             )
             self.log.info("::endgroup::")
+            # The report viewer serves the files to readers of this DAG only; Evidently's HTML needs its scripts.
+            write_owner(
+                identity,
+                [result.html_uri, result.json_uri, result.result_uri],
+                scripts=[split_uri(result.html_uri)[1]],
+            )
             recorded_fp = (mv.tags or {}).get(TAG_DATASET_FINGERPRINT)
             if recorded_fp and result.reference_fingerprint and recorded_fp != result.reference_fingerprint:
                 self.log.warning(
@@ -276,11 +284,17 @@ class EvidentlyDetectDriftOperator(BaseOperator):
     def _model_version(self, client: MlflowClient, name: str, default_alias: str) -> ModelVersion:
         from mlflow.exceptions import MlflowException
 
+        from airflow_mlops.core.scoring import resolve_model
+
+        # The same resolution as batch inference: ModelNotFound lists similar model names, the model's
+        # aliases or its versions.
+        version = str(self.model_version).strip() if self.model_version else None
+        ref = resolve_model(
+            client,
+            f"models:/{name}/{version}" if version else f"models:/{name}@{self.model_alias or default_alias}",
+        )
         try:
-            if self.model_version:
-                return client.get_model_version(name, str(self.model_version))
-            alias = self.model_alias or default_alias
-            return client.get_model_version_by_alias(name, alias)
+            return client.get_model_version(name, ref.version)
         except MlflowException as err:
             what = (
                 f"version {self.model_version}"

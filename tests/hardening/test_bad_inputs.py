@@ -172,6 +172,49 @@ def _drift(w: World, ref: str, cur: str, **kw: Any) -> Any:
     return detect_drift(ref, cur, report_uri=kw.pop("report_uri", str(w.out / "drift")), **kw)
 
 
+def _drift_model(w: World, name: str | None = None, alias: str | None = None) -> Any:
+    """How the drift operator resolves the model it checks (before reading any data)."""
+    from airflow_mlops.operators.drift import EvidentlyDetectDriftOperator
+
+    op = EvidentlyDetectDriftOperator(
+        task_id="d", model_name=name or w.model, model_alias=alias, current_uri=w.good, emit_events=False
+    )
+    return op._model_version(w.client, name or w.model, "champion")
+
+
+# Issue 14: bad values and malformed files, one builder each (300 rows like the good data).
+def _dup_parquet(w: World) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [pa.array([0.1 * i for i in range(300)]) for _ in range(4)]
+    path = w.tmp / "dup.parquet"
+    pq.write_table(pa.table(columns, names=["f0", "f1", "f2", "f1"]), path)
+    return str(path)
+
+
+def _dup_csv(w: World) -> str:
+    return w.file("dup.csv", "f0,f1,f2,f1\n" + "".join(f"{i},1.5,2.5,{i % 2}\n" for i in range(300)))
+
+
+def _semi_csv(w: World) -> str:
+    return w.file("semi.csv", "f0;f1;f2;label\n" + "".join(f"{i / 10};1.5;2.5;{i % 2}\n" for i in range(300)))
+
+
+def _with_values(w: World, name: str, column: str, rows: list[int], value: float) -> str:
+    import pandas as pd
+
+    frame = pd.read_parquet(w.good)
+    frame.loc[rows, column] = value
+    return w.parquet(name, frame)
+
+
+def _text_csv(w: World) -> str:
+    """A numeric column with one stray text value: the whole column is read as strings."""
+    lines = [f"{i / 100},{i / 50},{'unknown' if i == 7 else i / 25},{i % 2}" for i in range(300)]
+    return w.file("text.csv", "f0,f1,f2,label\n" + "\n".join(lines) + "\n")
+
+
 def _gate(w: World, rules: Any, version: Any = None, name: str | None = None) -> Any:
     from airflow_mlops.core.registry import promote_if_better
 
@@ -270,6 +313,15 @@ CASES = [
          lambda w: __import__("airflow_mlops.operators.validation", fromlist=["x"]).GXValidateDatasetOperator(
              task_id="v", dataset_uri=w.good, suite=SUITE, on_failure="explode"),
          exc.MlopsConfigError, r"on_failure='explode'.*'fail', 'warn' or 'skip'"),
+    Case("validation: duplicate column names (parquet)", lambda w: _validate(w, _dup_parquet(w), SUITE),
+         exc.DatasetError, r"dup\.parquet has duplicate column name\(s\) \['f1'\].*Rename"),
+    Case("validation: duplicate column names (CSV)", lambda w: _validate(w, _dup_csv(w), SUITE),
+         exc.DatasetError, r"dup\.csv has duplicate column name\(s\) \['f1'\].*Rename"),
+    Case("validation: ';'-delimited CSV read as one column", lambda w: _validate(w, _semi_csv(w), SUITE),
+         exc.DatasetError, r"semi\.csv was read as one column 'f0;f1;f2;label'.*looks ';'-delimited"),
+    Case("validation: strings in a numeric column",
+         lambda w: _validate(w, _text_csv(w), [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "f2", "min_value": 0, "max_value": 100}}]),
+         exc.SchemaMismatch, r"column 'f2' of dataset .*text\.csv is string.*expect_column_values_to_be_between.*numbers.*'unknown' \(row 7\)"),
     # ---- training spec (issue 4)
     Case("training: unknown estimator path", lambda w: _static(w, model={"family": "sklearn", "estimator": "sklearn.linear_model.Nope"}),
          exc.TrainingSpecError, r"sklearn\.linear_model\.Nope"),
@@ -293,6 +345,8 @@ CASES = [
          lambda w: _train(w, dataset_uri=w.parquet("text.parquet", _frame(f0=[1.0, 2.0] * 20, city=["a", "b"] * 20, label=[0, 1] * 20)),
                           model={"family": "torch_mlp", "params": {"epochs": 1}}),
          exc.SchemaMismatch, r"city", no_run=True),
+    Case("training: duplicate column names", lambda w: _train(w, dataset_uri=_dup_parquet(w), target="f0"),
+         exc.DatasetError, r"dup\.parquet has duplicate column name\(s\) \['f1'\]", no_run=True),
     # ---- registry and gate (issue 5)
     Case("registry: unknown registered model (gate)", lambda w: _gate(w, GATE_OK, version=1, name="no-such-model-x"),
          exc.ModelNotFound, r"no-such-model-x", registry=True),
@@ -344,6 +398,24 @@ CASES = [
          exc.MlopsConfigError, r"pred\.csv.*\.parquet"),
     Case("inference: batch_size 0", lambda w: _score(w, w.good, batch_size=0),
          exc.MlopsConfigError, r"batch_size"),
+    Case("inference: NaN in a feature",
+         lambda w: _score(w, _with_values(w, "nan.parquet", "f1", [17, 40, 41], float("nan")), out=str(w.out / "preds" / "pred.parquet")),
+         exc.DatasetError, r"nan\.parquet.*3 missing \(null or NaN\) value\(s\) in column 'f1' \(first at row 17\).*Fill or drop.*imputer"),
+    Case("inference: NaN in a later batch (after batches were written)",
+         lambda w: _score(w, _with_values(w, "nan5.parquet", "f0", [260], float("nan")), out=str(w.out / "preds" / "pred.parquet"), batch_size=50),
+         exc.DatasetError, r"nan5\.parquet.*1 missing \(null or NaN\) value\(s\) in column 'f0' \(first at row 260\)"),
+    Case("inference: +-inf in a feature",
+         lambda w: _score(w, _with_values(w, "inf.parquet", "f2", [3, 9], float("-inf"))),
+         exc.DatasetError, r"inf\.parquet.*2 infinite value\(s\) in column 'f2' \(first at row 3\).*Replace"),
+    Case("inference: duplicate column names", lambda w: _score(w, _dup_parquet(w)),
+         exc.DatasetError, r"dup\.parquet has duplicate column name\(s\) \['f1'\]"),
+    Case("inference: ';'-delimited CSV read as one column", lambda w: _score(w, _semi_csv(w)),
+         exc.DatasetError, r"semi\.csv was read as one column 'f0;f1;f2;label'.*looks ';'-delimited"),
+    Case("inference: a stray string in a numeric CSV column", lambda w: _score(w, _text_csv(w)),
+         exc.SchemaMismatch, r"f2 \(string, signature wants double\).*\['f2'\] hold text where the model needs numbers.*non-numeric value"),
+    Case("inference: unknown registered model (similar names listed)",
+         lambda w: _score(w, w.good, model_uri=f"models:/{w.model}x@champion"),
+         exc.ModelNotFound, r"'bad-inputs-\w+x'.*does not exist.*did you mean 'bad-inputs-\w+'"),
     # ---- drift (issue 7)
     Case("drift: reference missing", lambda w: _drift(w, str(w.tmp / "nope.parquet"), w.good),
          exc.DatasetNotFound, r"nope\.parquet"),
@@ -359,6 +431,19 @@ CASES = [
          exc.EmptyDatasetError, r"empty\.parquet.*empty"),
     Case("drift: drift_share out of range", lambda w: _drift(w, w.good, w.good, drift_share=1.5),
          exc.MlopsConfigError, r"drift_share"),
+    Case("drift: duplicate column names", lambda w: _drift(w, w.good, _dup_parquet(w)),
+         exc.DatasetError, r"dup\.parquet has duplicate column name\(s\) \['f1'\]"),
+    Case("drift: +-inf in a column",
+         lambda w: _drift(w, w.good, _with_values(w, "inf.parquet", "f1", [3, 9, 11], float("inf"))),
+         exc.DatasetError, r"column 'f1' of the current data .*inf\.parquet holds 3 infinite value\(s\) \(first at row 3\)"),
+    Case("drift: ';'-delimited CSV read as one column", lambda w: _drift(w, w.good, _semi_csv(w)),
+         exc.DatasetError, r"semi\.csv was read as one column 'f0;f1;f2;label'.*looks ';'-delimited"),
+    Case("drift: strings in a numeric column", lambda w: _drift(w, w.good, _text_csv(w)),
+         exc.SchemaMismatch, r"column 'f2' is numerical \(double\) in the reference .* categorical \(string\) in the current"),
+    Case("drift: unknown registered model (operator lists similar names)", lambda w: _drift_model(w, name=f"{w.model}x"),
+         exc.ModelNotFound, r"'bad-inputs-\w+x'.*does not exist.*did you mean 'bad-inputs-\w+'", registry=True),
+    Case("drift: unknown alias (operator lists the aliases)", lambda w: _drift_model(w, alias="production"),
+         exc.ModelNotFound, r"no alias 'production'.*challenger -> v2, champion -> v1", registry=True),
     Case("drift: policy with an unknown field",
          lambda w: __import__("airflow_mlops.core.policy", fromlist=["x"]).RetrainingPolicy.from_obj({"persistance": 2}),
          exc.MlopsConfigError, r"unknown retraining policy field.*persistance.*allowed"),

@@ -2,8 +2,8 @@
 
 * Batch scoring killed with SIGKILL at 20 seeded random points, each attempt then re-run the way a task retry
   runs it (``run_batch_inference``): the output is byte-identical to an uninterrupted run, and after every kill
-  no temporary, partial output or manifest is visible (only hidden ``.mlops-tmp-*`` files, which the re-run
-  removes). The scoring process is forked from a helper process that loaded the model once, so a kill costs
+  no temporary, partial output or manifest is visible (only hidden ``.mlops-tmp-*`` files and the writer's
+  lock file, which the re-run removes). The scoring process is forked from a helper process that loaded the model once, so a kill costs
   milliseconds instead of a Python start.
 * The Airflow worker process running a KubernetesTrainModelOperator task is SIGKILLed while its pod trains; the
   retry (try 2) reattaches to that pod instead of starting a second one, finds the MLflow run of try 1, and
@@ -190,13 +190,175 @@ def test_scoring_killed_at_20_random_points_then_rerun_is_byte_identical(
         # rename, while the manifest was being written).
         assert rec["visible_after_kill"] in ([], ["pred.parquet"]), where
         assert all(
-            n.startswith(".mlops-tmp-") or n == "_pred.parquet.manifest.json"
+            n.startswith(".mlops-tmp-") or n in {"_pred.parquet.manifest.json", ".mlops-lock-pred.parquet"}
             for n in rec["hidden_after_kill"]
         ), where
         assert rec["identical"] and rec["rerun_rows"] == 40_000, where
         assert rec["final"] == ["pred.parquet", "_pred.parquet.manifest.json"], where  # no temporaries left
     # The seeded points really hit the job mid-write (not only before it started or after it ended).
     assert mid_write >= 10, records
+
+
+def race_campaign(model_uri: str, src: str, workdir: str, rounds: int, racers: int) -> list[dict[str, Any]]:
+    """
+    Run in a helper process: score once alone, then ``rounds`` times start ``racers`` forked scorers of one
+    output URI at the same instant (half of them with ``force=True``, so they really write), the way two DAG
+    runs or a manual re-run racing a retry would; record each racer's exit and what the folder holds after.
+    """
+    from mlflow import MlflowClient
+
+    from airflow_mlops.core.scoring import run_batch_inference
+
+    client = MlflowClient()
+    kwargs: dict[str, Any] = {"passthrough_columns": ["id"], "batch_size": 250, "progress_interval": 1e9}
+    clean = Path(workdir) / "clean" / "pred.parquet"
+    run_batch_inference(client, model_uri, src, str(clean), **kwargs)
+    expected = clean.read_bytes()
+    records = []
+    for i in range(rounds):
+        out = Path(workdir) / f"race-{i:02d}" / "pred.parquet"
+        start = time.monotonic() + 1.0  # CLOCK_MONOTONIC is system-wide: every racer starts together
+        pids = []
+        for r in range(racers):
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    while time.monotonic() < start:
+                        time.sleep(0.0005)
+                    result = run_batch_inference(client, model_uri, src, str(out), force=r % 2 == 1, **kwargs)
+                    (out.parent / f"racer-{r}.json").write_text(
+                        json.dumps({"rows": result.rows, "skipped": result.skipped})
+                    )
+                except BaseException as err:  # a child must never return into the parent's loop
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    (out.parent / f"racer-{r}.json").write_text(
+                        json.dumps({"error": f"{type(err).__name__}: {err}"})
+                    )
+                    code = 1
+                os._exit(code)
+            pids.append(pid)
+        codes = [os.waitpid(pid, 0)[1] for pid in pids]
+        outcomes = [json.loads((out.parent / f"racer-{r}.json").read_text()) for r in range(racers)]
+        for r in range(racers):
+            (out.parent / f"racer-{r}.json").unlink()
+        visible, hidden = _listing(out.parent)
+        records.append(
+            {
+                "exit_codes": codes,
+                "outcomes": outcomes,
+                "identical": out.exists() and out.read_bytes() == expected,
+                "manifest_rows": json.loads((out.parent / "_pred.parquet.manifest.json").read_text())["rows"]
+                if (out.parent / "_pred.parquet.manifest.json").exists()
+                else None,
+                "final": visible + hidden,
+            }
+        )
+    return records
+
+
+def _in_helper(function: str, scoring_model: dict[str, Any], *args: Any) -> list[dict[str, Any]]:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": scoring_model["url"],
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    code = (
+        "import json, sys\n"
+        f"from tests.hardening.test_faults import {function}\n"
+        f"print('RESULT ' + json.dumps({function}(*sys.argv[1:4], *map(int, sys.argv[4:]))))\n"
+    )
+    argv = [scoring_model["uri"], scoring_model["src"], *map(str, args)]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+RACE_ROUNDS = 6
+RACERS = 4
+
+
+def test_concurrent_scorers_of_one_output_each_finish_cleanly_with_one_output(
+    scoring_model: dict[str, Any], tmp_path: Path
+) -> None:
+    """Issue 14: a later scorer's start-up cleanup must not delete another scorer's live temporary file."""
+    records = _in_helper("race_campaign", scoring_model, tmp_path, RACE_ROUNDS, RACERS)
+    skipped = sum(o.get("skipped", False) for rec in records for o in rec["outcomes"])
+    print(f"{RACE_ROUNDS} rounds x {RACERS} concurrent scorers: {skipped} saw a complete output and skipped")
+    for i, rec in enumerate(records):
+        where = f"round {i}: {rec}"
+        assert rec["exit_codes"] == [0] * RACERS, where
+        assert all("error" not in o and o["rows"] == 40_000 for o in rec["outcomes"]), where
+        assert rec["identical"] and rec["manifest_rows"] == 40_000, where
+        assert rec["final"] == ["pred.parquet", "_pred.parquet.manifest.json"], where  # nothing hidden left
+
+
+def forced_kill_campaign(
+    model_uri: str, src: str, workdir: str, kills: int, seed: int
+) -> list[dict[str, Any]]:
+    """Score once, then ``kills`` times SIGKILL a ``force=True`` re-score mid-write and run the job again."""
+    import random
+
+    from mlflow import MlflowClient
+
+    from airflow_mlops.core.scoring import run_batch_inference
+
+    client = MlflowClient()
+    kwargs: dict[str, Any] = {"passthrough_columns": ["id"], "batch_size": 250, "progress_interval": 1e9}
+    out = Path(workdir) / "forced" / "pred.parquet"
+    run_batch_inference(client, model_uri, src, str(out), **kwargs)
+    expected = out.read_bytes()
+    rng = random.Random(seed)
+    records = []
+    for _ in range(kills):
+        fraction = rng.uniform(0.05, 0.9)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run_batch_inference(client, model_uri, src, str(out), force=True, **kwargs)
+            finally:
+                os._exit(0)
+        started = time.monotonic()
+        while _temp_bytes(out.parent) < fraction * len(expected) and time.monotonic() - started < 60:
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                break
+            time.sleep(0.0005)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            status = 0
+        hidden_after_kill = _listing(out.parent)[1]
+        result = run_batch_inference(client, model_uri, src, str(out), **kwargs)
+        visible, hidden = _listing(out.parent)
+        records.append(
+            {
+                "killed": os.WIFSIGNALED(status),
+                "hidden_after_kill": hidden_after_kill,
+                "rerun_skipped": result.skipped,
+                "identical": out.read_bytes() == expected,
+                "final": visible + hidden,
+            }
+        )
+    return records
+
+
+def test_a_killed_forced_rescore_leaves_nothing_hidden_after_the_next_run(
+    scoring_model: dict[str, Any], tmp_path: Path
+) -> None:
+    """Issue 14: the next run cleans up a killed ``--force`` re-score even when it skips (old manifest valid)."""
+    records = _in_helper("forced_kill_campaign", scoring_model, tmp_path, 5, SEED)
+    assert (
+        sum(r["killed"] and any(n.startswith(".mlops-tmp-") for n in r["hidden_after_kill"]) for r in records)
+        >= 3
+    )
+    for i, rec in enumerate(records):
+        where = f"kill {i}: {rec}"
+        assert rec["identical"], where
+        assert rec["final"] == ["pred.parquet", "_pred.parquet.manifest.json"], where
 
 
 # ------------------------------------------------------------------------------ Kubernetes

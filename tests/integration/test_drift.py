@@ -22,6 +22,7 @@ from airflow_mlops.core.policy import (
     PolicyState,
     RetrainingPolicy,
 )
+from airflow_mlops.core.report_owner import read_owner
 from airflow_mlops.hooks.mlflow import MlflowHook
 from tests.helpers.airflow import run_dag, task_states, xcom
 
@@ -168,6 +169,10 @@ def test_dag_run_emits_the_drift_event_with_its_extra(airflow_db, mlflow_server,
     assert extra["current_fingerprint"] == fingerprint(drift_data["shifted"])
     assert extra["check_key"] == f"drift_emit/{dag_run.run_id}/drift/-1"
     assert "drift.html" in _raw_xcom(dag_run, "drift", "mlops_drift_report_url")
+    owner = read_owner(summary["report_uri"].rsplit("/", 1)[0])  # what the report viewer authorizes by
+    assert owner is not None and owner.dag_id == "drift_emit" and owner.run_id == dag_run.run_id
+    assert sorted(owner.files) == ["drift.html", "drift.json", "result.json"]
+    assert owner.scripts == ("drift.html",)  # Evidently's page is served with scripts, in the sandbox
     with MlflowHook().session() as client:
         run = client.get_run(summary["mlflow_run_id"])
         assert run.data.metrics["drift_share"] == pytest.approx(0.75)

@@ -248,4 +248,7 @@ def test_a_script_payload_in_the_data_cannot_run_in_the_airflow_origin(
     assert _assert_security_headers(drift) == "sandbox allow-scripts"
     csp = drift.headers["Content-Security-Policy"]
     assert "connect-src 'none'" in csp and "form-action 'none'" in csp and "script-src 'unsafe-inline'" in csp
-    assert "alert(1)" in drift.text  # the payload is in the page, so the sandbox is what keeps it harmless
+    # ... and the data Evidently embeds is defused: the payload is in the page only as inert JSON escapes,
+    # so it cannot close the script element that holds it (core.drift._defuse_embedded_json).
+    assert PAYLOAD not in drift.text
+    assert "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in drift.text

@@ -86,3 +86,59 @@ def test_fingerprint_is_content_based_and_stable(tmp_path, frame):
     assert fingerprint(str(tmp_path / "a.parquet")) == fp
     frame.iloc[:-1].to_parquet(tmp_path / "a.parquet")
     assert fingerprint(str(tmp_path / "a.parquet")) != fp
+
+
+# ---------------------------------------------------------------------------------------------- issue 14
+def _dup_parquet(path, names=("a", "b", "a")):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table([pa.array([1.0, 2.0])] * len(names), names=list(names)), path)
+    return str(path)
+
+
+def test_duplicate_column_names_are_named_not_called_corrupt(tmp_path):
+    (tmp_path / "dup.csv").write_text("a,b,a\n1,2,3\n")
+    for uri in (_dup_parquet(tmp_path / "dup.parquet"), str(tmp_path / "dup.csv")):
+        ref = data.resolve_dataset(uri)
+        for read in (data.column_names, lambda r: data.read_frame(r, ["b"]), data.read_frame):
+            with pytest.raises(
+                DatasetError, match=r"dup\.(parquet|csv) has duplicate column name\(s\) \['a'\]"
+            ):
+                read(ref)
+
+
+def test_duplicates_in_a_later_part_name_that_part(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    pd.DataFrame({"a": [1.0], "b": [2.0]}).to_parquet(parts / "part-0.parquet")
+    _dup_parquet(parts / "part-1.parquet", names=("a", "b", "b"))
+    ref = data.resolve_dataset(str(parts))
+    assert data.column_names(ref) == ["a", "b"]  # the first part is fine
+    with pytest.raises(
+        DatasetError, match=r"\(file .*part-1\.parquet\) has duplicate column name\(s\) \['b'\]"
+    ):
+        data.read_frame(ref, ["a", "b"])
+    with pytest.raises(DatasetError, match=r"part-1\.parquet\) has duplicate column name\(s\) \['b'\]"):
+        list(data.iter_batches(ref, ["a", "b"]))
+    with pytest.raises(DatasetError, match=r"part-1\.parquet\) has duplicate column name\(s\) \['b'\]"):
+        data.read_frame(ref)  # every column: Arrow would read the duplicates without complaint
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [("a;b;c\n1;2;3\n", "';'"), ("a|b\n1|2\n", "'|'"), ("a\tb\n1\t2\n", "tab")],
+)
+def test_a_csv_read_as_one_column_hints_the_delimiter(tmp_path, text, label):
+    path = tmp_path / "x.csv"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=rf"x\.csv was read as one column .*: it looks {label}-delimited"):
+        data.read_frame(str(path))
+
+
+def test_a_real_one_column_csv_is_fine(tmp_path):
+    (tmp_path / "ids.csv").write_text("id\n1\n2\n")
+    (tmp_path / "odd.csv").write_text("a;\n1;\n")  # a ';' but nothing after it: not a delimiter
+    assert data.read_frame(str(tmp_path / "ids.csv")).id.tolist() == [1, 2]
+    assert data.column_names(data.resolve_dataset(str(tmp_path / "odd.csv"))) == ["a;"]

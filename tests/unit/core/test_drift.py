@@ -211,3 +211,66 @@ def test_sample_indices_are_seeded_sorted_and_unique():
     assert (a == b).all() and len(set(a.tolist())) == 5000 and (np.diff(a) > 0).all()
     assert not (a == sample_indices(100_000, 5000, 1, 1)).all()
     assert len(sample_indices(10, 5000, 1, 0)) == 10
+
+
+# ---------------------------------------------------------------------------------------------- issue 14
+def test_infinite_values_are_an_error_not_a_silent_score(data, tmp_path):
+    from airflow_mlops.exceptions import DatasetError
+
+    cur = _frame(500, 9, shift={"age": 1.0})
+    cur.loc[[4, 40], "age"] = np.inf
+    cur.loc[7, "tenure"] = -np.inf
+    cur.to_parquet(tmp_path / "cur.parquet")
+    with pytest.raises(DatasetError) as info:
+        detect_drift(data["ref"], str(tmp_path / "cur.parquet"), report_uri=str(tmp_path / "r"))
+    message = str(info.value)
+    assert "column 'age' of the current data" in message and "2 infinite value(s) (first at row 4)" in message
+    assert (
+        "column 'tenure' of the current data" in message and "1 infinite value(s) (first at row 7)" in message
+    )
+    assert not (tmp_path / "r").exists()
+    # in the sampled reference: counted in the sample, no row number (it would not be the file's)
+    ref = _frame(8000, 1)
+    ref.loc[[10, 20, 30], "score"] = -np.inf
+    ref.to_parquet(tmp_path / "ref.parquet")
+    with pytest.raises(
+        DatasetError, match=r"column 'score' of the reference data .* in a sample of 5000 of its 8000"
+    ):
+        detect_drift(
+            str(tmp_path / "ref.parquet"), data["same"], report_uri=str(tmp_path / "r"), sample_size=5000
+        )
+
+
+def test_some_nulls_are_ignored_and_duplicates_are_named(data, tmp_path):
+    from airflow_mlops.exceptions import DatasetError
+
+    cur = _frame(600, 9)
+    cur.loc[:50, "age"] = np.nan
+    cur.to_parquet(tmp_path / "cur.parquet")
+    result = detect_drift(data["ref"], str(tmp_path / "cur.parquet"), report_uri=str(tmp_path / "r"))
+    assert not result.drift_detected
+    (tmp_path / "dup.csv").write_text("age,age\n1,2\n")
+    with pytest.raises(DatasetError, match=r"dup\.csv has duplicate column name\(s\) \['age'\]"):
+        detect_drift(data["ref"], str(tmp_path / "dup.csv"), report_uri=str(tmp_path / "r2"))
+    assert not (tmp_path / "r2").exists()
+
+
+def test_embedded_report_json_is_defused_and_decodes_to_the_same_data(tmp_path):
+    """A data value that closes a script element stays inert text in Evidently's HTML (issue 14)."""
+    import json
+
+    from airflow_mlops.core.drift import _defuse_embedded_json
+
+    data = {"values": ["</script><script>alert(1)</script>", "a & b > c", "\\u003c stays"], "n": 3}
+    page = tmp_path / "drift.html"
+    page.write_text(
+        "<html><script>var lib = 1;</script><script>\n    var dash_1 = "
+        + json.dumps(data)
+        + ";\n    var additional_graphs_dash_1 = [];\n</script><p>a < b</p></html>"
+    )
+    _defuse_embedded_json(str(page))
+    html = page.read_text()
+    assert "</script><script>alert(1)" not in html
+    assert html.count("</script>") == 2 and "<p>a < b</p>" in html  # the page's own markup is untouched
+    start = html.index("var dash_1 = ") + len("var dash_1 = ")
+    assert json.JSONDecoder().raw_decode(html, start)[0] == data  # the same data to JavaScript

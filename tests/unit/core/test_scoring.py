@@ -326,3 +326,110 @@ def test_combine_refuses_mixed_versions_and_missing_shards(tmp_path, clf):
         )
     with pytest.raises(ScoringError, match="different model versions"):
         combine_shards(str(tmp_path / "out"), [s.output_uri for s in shards])
+
+
+# ---------------------------------------------------------------------------------------------- issue 14
+def test_nan_and_inf_name_column_count_and_row_and_leave_no_folder(tmp_path, clf):
+    df = _frame(1_000)
+    df.loc[[450, 480], "b"] = np.nan
+    df.loc[460, "c"] = np.inf
+    src = _write(df, tmp_path / "in.parquet")
+    out = tmp_path / "new" / "deeper" / "pred.parquet"
+    with pytest.raises(DatasetError) as info:  # batches 1-4 were written to the temporary file first
+        score_dataset(_loaded(clf), src, str(out), batch_size=100)
+    text = str(info.value)
+    assert "in.parquet holds values model churn v3 cannot score" in text
+    assert "2 missing (null or NaN) value(s) in column 'b' (first at row 450)" in text
+    assert "1 infinite value(s) in column 'c' (first at row 460)" in text
+    assert "counted in rows 400-499" in text and "Input X contains" in text
+    assert "imputer" in text and "Replace the infinite values" not in text  # one sentence, fixes joined
+    assert "replace the infinite values" in text
+    assert not (tmp_path / "new").exists()  # the folders this attempt created are gone with the temporary
+
+
+def test_an_existing_output_folder_is_kept_and_other_failures_stay_scoring_errors(tmp_path, clf):
+    src = _write(_frame(300), tmp_path / "in.parquet")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ScoringError, match="boom in the model"):
+        score_dataset(
+            _loaded(clf, fail_after=1), src, str(tmp_path / "out" / "sub" / "p.parquet"), batch_size=100
+        )
+    assert _visible(tmp_path / "out") == []  # 'sub' (created by the attempt) removed, 'out' kept
+
+
+def test_a_model_that_takes_nan_still_scores_it(tmp_path):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    df = _frame(400)
+    df.loc[::7, "a"] = np.nan
+    model = HistGradientBoostingClassifier(max_iter=5).fit(df[FEATURES], (df.b > 0).astype(int))
+    specs = [FeatureSpec(f, "double") for f in FEATURES]
+    loaded = LoadedModel(
+        ref=ModelRef(name="hgb", version="1", run_id=None, requested_uri="models:/hgb/1"),
+        flavor="sklearn",
+        features=specs,
+        predict_fn=scoring._sklearn_predict(model, model.predict, FEATURES, specs),
+        signature_kind="columns",
+    )
+    result = score_dataset(loaded, _write(df, tmp_path / "in.parquet"), str(tmp_path / "p.parquet"))
+    assert result.rows == 400
+
+
+def test_text_where_the_signature_wants_numbers_hints_at_stray_values(clf):
+    model = _loaded(clf)
+    with pytest.raises(
+        SchemaMismatch, match=r"\['b'\] hold text where the model needs numbers.*non-numeric value"
+    ):
+        check_input_schema(
+            model, pa.schema([("a", pa.float64()), ("b", pa.string()), ("c", pa.float64())]), dataset="d"
+        )
+
+
+def test_duplicate_columns_are_named_before_writing(tmp_path, clf):
+    table = pa.table([pa.array([0.1, 0.2])] * 4, names=["a", "b", "c", "b"])
+    pq.write_table(table, tmp_path / "dup.parquet")
+    with pytest.raises(DatasetError, match=r"dup\.parquet has duplicate column name\(s\) \['b'\]"):
+        score_dataset(_loaded(clf), str(tmp_path / "dup.parquet"), str(tmp_path / "out" / "p.parquet"))
+    assert not (tmp_path / "out").exists()
+
+
+class _Registry:
+    """Just enough of MlflowClient for resolve_model's not-found paths."""
+
+    def __init__(self, models: dict[str, dict[str, str]]) -> None:
+        self.models = models
+
+    @staticmethod
+    def _missing(what: str) -> Exception:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+        return MlflowException(f"{what} not found", error_code=RESOURCE_DOES_NOT_EXIST)
+
+    def get_registered_model(self, name: str):
+        if name not in self.models:
+            raise self._missing(name)
+        return type("RM", (), {"name": name, "aliases": self.models[name]})()
+
+    def search_registered_models(self, max_results: int = 100):
+        return [type("RM", (), {"name": n})() for n in self.models]
+
+    def search_model_versions(self, filter_string: str, **kw):
+        return [type("MV", (), {"version": v})() for v in ("1", "2")]
+
+    def get_model_version(self, name: str, version: str):
+        raise self._missing(f"{name} v{version}")
+
+
+def test_unknown_model_lists_similar_names_and_unknown_version_lists_versions():
+    from airflow_mlops.exceptions import ModelNotFound
+
+    client = _Registry({"churn": {"champion": "1"}, "churn-eu": {}, "fraud": {}})
+    with pytest.raises(ModelNotFound, match=r"'chrun' .* does not exist.*did you mean 'churn'"):
+        scoring.resolve_model(client, "models:/chrun@champion")
+    with pytest.raises(ModelNotFound, match=r"\(registered models: \['churn', 'churn-eu', 'fraud'\]\)"):
+        scoring.resolve_model(client, "models:/zzz/1")
+    with pytest.raises(ModelNotFound, match=r"no alias 'production' \(aliases: champion -> v1\)"):
+        scoring.resolve_model(client, "models:/churn@production")
+    with pytest.raises(ModelNotFound, match=r"version '7' .* \(versions: \[1, 2\]; aliases"):
+        scoring.resolve_model(client, "models:/churn/7")

@@ -354,3 +354,59 @@ def test_gx_import_logging_and_progress_bars_are_silenced(parquet: Path):
     assert "Skipping registering" in loud and "Calculating Metrics" in loud  # the noise is real
     assert "Skipping registering" not in quiet and "Calculating Metrics" not in quiet
     assert "great_expectations" not in quiet, quiet
+
+
+# ---------------------------------------------------------------------------------------------- issue 14
+def test_numeric_expectation_on_a_text_column_names_column_type_and_values(tmp_path: Path):
+    lines = ["age,country"] + [f"{'unknown' if i in (3, 8) else 20 + i},DE" for i in range(20)]
+    csv = tmp_path / "people.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    suite = [
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "country", "value_set": ["DE"]}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 0}},
+    ]
+    with pytest.raises(SchemaMismatch) as info:
+        validate_dataset(str(csv), suite, report_uri=str(tmp_path / "report"))
+    message = str(info.value)
+    assert "column 'age' of dataset" in message and "people.csv is string" in message
+    assert "expectation #1 expect_column_values_to_be_between(column=age)" in message
+    assert "'unknown' (row 3), 'unknown' (row 8)" in message
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize(
+    "expectation",
+    [
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "x", "min_value": 0}},
+        {"type": "expect_column_max_to_be_between", "kwargs": {"column": "x", "max_value": 9}},
+    ],
+)
+def test_numbers_written_as_text_are_a_schema_mismatch_too(tmp_path: Path, expectation):
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"x": ["1", "2", "3"]}).to_parquet(path, index=False)
+    with pytest.raises(
+        SchemaMismatch, match=r"column 'x' .* is string.*every value is a number written as text"
+    ):
+        validate_dataset(str(path), [expectation])
+
+
+def test_text_expectations_on_text_columns_still_run(tmp_path: Path):
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"x": ["a", "b"], "n": [1.0, 2.0]}).to_parquet(path, index=False)
+    suite = [
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "x", "value_set": ["a"]}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "n", "min_value": 0}},
+    ]
+    result = validate_dataset(str(path), suite)
+    assert [o.success for o in result.outcomes] == [False, True]
+
+
+def test_duplicate_columns_and_delimiter_are_dataset_errors_naming_the_suite(tmp_path: Path):
+    (tmp_path / "semi.csv").write_text("id;age\n1;30\n")
+    (tmp_path / "dup.csv").write_text("id,age,age\n1,30,31\n")
+    with pytest.raises(DatasetError, match=r"looks ';'-delimited.*suite 'inline'.*was not run"):
+        validate_dataset(str(tmp_path / "semi.csv"), PASSING[:1])
+    with pytest.raises(
+        DatasetError, match=r"duplicate column name\(s\) \['age'\].*suite 'inline'.*was not run"
+    ):
+        validate_dataset(str(tmp_path / "dup.csv"), PASSING[:1])
