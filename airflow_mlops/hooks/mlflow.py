@@ -11,15 +11,27 @@ Connection fields:
   ``ui_url`` (the browser-facing URL used by extra links when it differs from the tracking URI),
   ``timeout`` (seconds for the reachability check).
 
-Credentials never go into ``os.environ`` for good: :meth:`MlflowHook.session` sets MLflow's variables for the
-duration of a ``with`` block and restores the previous values after it, and :meth:`MlflowHook.child_env`
-hands them to a child process or pod explicitly.
+How credentials are scoped (several connections can be used in one process, e.g. by the triggerer):
+
+* :meth:`MlflowHook.get_conn` returns an ``MlflowClient`` whose tracking, tracing and registry REST stores carry
+  this connection's credentials and TLS settings themselves (see :mod:`airflow_mlops.hooks._mlflow_client`).
+  It never reads or writes MLflow's credential variables in ``os.environ``, so clients of different
+  connections can be used from any number of threads at once. Triggers and sensors use only this.
+* :meth:`MlflowHook.session` is for what only reads the environment: MLflow's fluent API
+  (``mlflow.start_run``), ``models:/`` loading and artifact transfers. It sets MLflow's variables for the
+  duration of a ``with`` block and restores them after it, holding one process-wide re-entrant lock
+  (``_SESSION_LOCK``) for the whole block, so two sessions in one process never interleave: a second thread
+  waits until the first block ends.
+* :meth:`MlflowHook.child_env` hands the variables to a child process or pod explicitly.
+
+Credentials never stay in ``os.environ``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -49,6 +61,11 @@ ENV_INSECURE = "MLFLOW_TRACKING_INSECURE_TLS"
 ENV_CA_BUNDLE = "MLFLOW_TRACKING_SERVER_CERT_PATH"
 SECRET_ENV_KEYS = (ENV_TOKEN, ENV_USERNAME, ENV_PASSWORD)
 _SCOPED_ENV_KEYS = (ENV_TRACKING_URI, ENV_REGISTRY_URI, *SECRET_ENV_KEYS, ENV_INSECURE, ENV_CA_BUNDLE)
+
+# os.environ and MLflow's global URIs are process-wide: every MlflowHook.session() in the process holds this one
+# lock for its whole block. Re-entrant, so a session may open another in the same thread (the inner one
+# restores the outer one's values on exit).
+_SESSION_LOCK = threading.RLock()
 
 
 def _truthy(value: Any) -> bool:
@@ -122,8 +139,10 @@ class MlflowHook(BaseHook):
     .. code-block:: python
 
         hook = MlflowHook(mlflow_conn_id="mlflow_default")
-        with hook.session() as client:  # credentials live only inside this block
-            exp_id = client.create_experiment("churn")
+        exp_id = hook.get_conn().create_experiment("churn")  # the client carries the credentials
+        with hook.session():  # MLflow's fluent API reads the connection from the environment
+            with mlflow.start_run(experiment_id=exp_id):
+                mlflow.log_metric("auc", 0.91)
 
     :param mlflow_conn_id: Airflow connection id of type ``mlflow``.
     :param tracking_uri: Overrides the connection's host.
@@ -286,50 +305,59 @@ class MlflowHook(BaseHook):
             )
 
     def get_conn(self) -> MlflowClient:
-        """An ``MlflowClient`` bound to this connection's URIs (use it inside :meth:`session` when auth is on)."""
-        from mlflow import MlflowClient
+        """
+        An ``MlflowClient`` bound to this connection's URIs that sends this connection's credentials itself.
+
+        Nothing is read from or written to ``os.environ`` for credentials, so it is safe to use from several
+        threads and next to clients of other connections. Its artifact transfers and MLflow's fluent API do
+        read the environment: use :meth:`session` for those.
+        """
+        from airflow_mlops.hooks._mlflow_client import scoped_client
 
         self.check_reachable()
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        return scoped_client(self.config, self.tracking_uri, self.registry_uri)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[MlflowClient]:
         """
-        Yield a client with this connection's URIs and credentials active for MLflow's fluent API too.
+        Yield :meth:`get_conn`'s client with this connection also active for MLflow's fluent API.
 
         Inside the block ``mlflow.start_run``, ``mlflow.pyfunc.load_model("models:/...")`` and artifact
         transfers use this server and these credentials; on exit every variable and the global tracking URI
-        return to what they were. Tasks run one per process in Airflow, so this is not shared across threads.
+        return to what they were. The block holds the process-wide ``_SESSION_LOCK``, so sessions in one
+        process take turns (another thread's session waits until this block ends); keep the block short, and
+        use :meth:`get_conn` alone for client calls. Code in other threads that reads MLflow's variables
+        outside any session can still see this session's values while it is open.
         """
         import mlflow
         import mlflow.tracking._model_registry.utils as registry_utils
         import mlflow.tracking._tracking_service.utils as tracking_utils
 
-        client = self.get_conn()
-        saved_env = {key: os.environ.get(key) for key in _SCOPED_ENV_KEYS}
-        saved_tracking = tracking_utils._tracking_uri
-        saved_registry = registry_utils._registry_uri
-        try:
-            for key in _SCOPED_ENV_KEYS:
-                os.environ.pop(key, None)
-            os.environ.update(self.child_env())
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.registry_uri)
-            yield client
-        finally:
-            for key, value in saved_env.items():
-                if value is None:
+        client = self.get_conn()  # the reachability check runs before taking the lock
+        with _SESSION_LOCK:
+            saved_env = {key: os.environ.get(key) for key in _SCOPED_ENV_KEYS}
+            saved_tracking = tracking_utils._tracking_uri
+            saved_registry = registry_utils._registry_uri
+            try:
+                for key in _SCOPED_ENV_KEYS:
                     os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            tracking_utils._tracking_uri = saved_tracking
-            registry_utils._registry_uri = saved_registry
+                os.environ.update(self.child_env())
+                mlflow.set_tracking_uri(self.tracking_uri)
+                mlflow.set_registry_uri(self.registry_uri)
+                yield client
+            finally:
+                for key, value in saved_env.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                tracking_utils._tracking_uri = saved_tracking
+                registry_utils._registry_uri = saved_registry
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection end to end without raising: ``(ok, message)``."""
         try:
-            with self.session() as client:
-                client.search_experiments(max_results=1)
+            self.get_conn().search_experiments(max_results=1)
         except Exception as err:  # report, never raise: the UI shows the message
             return False, _one_line(err)
         return True, f"Connected to MLflow at {self.tracking_uri}"

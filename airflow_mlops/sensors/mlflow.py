@@ -109,8 +109,7 @@ class MlflowModelAliasSensor(BaseSensorOperator):
     def _check(self, name: str, alias: str, not_version: str | None) -> str | None:
         from airflow_mlops.core.registry import alias_moved
 
-        with self._hook().session() as client:
-            return alias_moved(client, name, alias, not_version)
+        return alias_moved(self._hook().get_conn(), name, alias, not_version)
 
     def poke(self, context: Context) -> PokeReturnValue:
         name, alias, not_version = self._target()

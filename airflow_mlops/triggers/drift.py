@@ -9,14 +9,10 @@ runs in a worker thread through ``asyncio.to_thread`` so the triggerer's event l
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-# MlflowHook.session() sets MLflow's variables in os.environ during a call; calls from one triggerer take turns.
-_SESSION_LOCK = threading.Lock()
 
 
 def confirmed_drift_since(
@@ -26,9 +22,9 @@ def confirmed_drift_since(
     from airflow_mlops.core.policy import MlflowPolicyStore
     from airflow_mlops.hooks.mlflow import MlflowHook
 
-    hook = MlflowHook(mlflow_conn_id)
-    with _SESSION_LOCK, hook.session() as client:
-        state = MlflowPolicyStore(client, model_name).load()
+    # get_conn()'s client carries this connection's credentials itself (no os.environ), so it is safe next to
+    # other triggers polling other servers in the same triggerer.
+    state = MlflowPolicyStore(MlflowHook(mlflow_conn_id).get_conn(), model_name).load()
     confirmed = state.last_confirmed
     if not confirmed or float(confirmed.get("at", 0)) < since:
         return None

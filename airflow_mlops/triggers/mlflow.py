@@ -9,15 +9,10 @@ The trigger never blocks the triggerer's event loop (every MLflow call runs in a
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-# MlflowHook.session() sets MLflow's variables in os.environ for the length of a call; the triggerer runs many
-# triggers in one process, so our calls take turns (each is one short HTTP request).
-_SESSION_LOCK = threading.Lock()
 
 
 class MlflowModelAliasTrigger(BaseTrigger):
@@ -71,8 +66,9 @@ class MlflowModelAliasTrigger(BaseTrigger):
 
         if self._hook is None:
             self._hook = MlflowHook(self.mlflow_conn_id)
-        with _SESSION_LOCK, self._hook.session() as client:
-            return alias_moved(client, self.name, self.alias, self.not_version)
+        # get_conn()'s client carries this connection's credentials itself: no os.environ, no lock, so triggers
+        # of other connections in the same triggerer can poll at the same time.
+        return alias_moved(self._hook.get_conn(), self.name, self.alias, self.not_version)
 
     def _event(self, status: str, **extra: Any) -> TriggerEvent:
         return TriggerEvent({"status": status, "name": self.name, "alias": self.alias, **extra})

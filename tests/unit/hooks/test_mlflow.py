@@ -115,3 +115,154 @@ def test_session_restores_environment(monkeypatch, tmp_path):
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "outer"
     assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
     assert mlflow.get_tracking_uri() == before
+
+
+# ---------------------------------------------------------------------- credentials scoped per client (issue 14)
+def _fake_mlflow(label: str):
+    """A fake MLflow REST API on loopback that names itself in every registered model it returns."""
+    from tests.helpers.recording_http import RecordingProxy
+
+    def answer(method, path, query, body):
+        if path == "/health":
+            return 200, {}
+        if path == "/api/2.0/mlflow/registered-models/get":
+            name = query["name"][0]
+            return 200, {"registered_model": {"name": name, "tags": [{"key": "server", "value": label}]}}
+        if path == "/api/2.0/mlflow/experiments/search":
+            return 200, {"experiments": []}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": path}
+
+    return RecordingProxy(answer=answer).start()
+
+
+def test_scoped_client_relies_on_these_mlflow_internals(monkeypatch):
+    """Fails loudly when an MLflow release renames what hooks/_mlflow_client.py replaces."""
+    from mlflow import MlflowClient
+    from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
+    from mlflow.store.tracking.rest_store import RestStore as TrackingRestStore
+    from mlflow.tracing.client import TracingClient
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    from airflow_mlops.hooks._mlflow_client import scoped_client
+
+    stock = MlflowClient(tracking_uri="http://stock:5000", registry_uri="http://stock:5000")
+    assert isinstance(stock._tracking_client, TrackingServiceClient)
+    assert isinstance(stock._tracing_client, TracingClient)
+    assert stock._get_registry_client() is stock._registry_client_lazy  # the lazy attribute it caches in
+    for cls in (TrackingServiceClient, TracingClient, ModelRegistryClient):
+        assert isinstance(cls.__dict__["store"], property), cls
+    assert isinstance(stock._tracking_client.store, TrackingRestStore)
+    assert isinstance(stock._get_registry_client().store, RegistryRestStore)
+
+    _conn(monkeypatch, "scoped", host="http://track:5000", login="ann", password="pw-ann-1",
+          extra={"registry_uri": "https://reg:5443", "ca_bundle": "/etc/ca.pem"})  # fmt: skip
+    hook = MlflowHook("scoped")
+    client = scoped_client(hook.config, hook.tracking_uri, hook.registry_uri)
+    tracking = client._tracking_client.store.get_host_creds()
+    assert (tracking.host, tracking.username, tracking.password) == ("http://track:5000", "ann", "pw-ann-1")
+    assert tracking.server_cert_path == "/etc/ca.pem" and tracking.ignore_tls_verification is False
+    assert client._tracing_client.store is client._tracking_client.store
+    registry = client._get_registry_client().store.get_host_creds()
+    assert (registry.host, registry.username, registry.password) == ("https://reg:5443", "ann", "pw-ann-1")
+    assert "pw-ann-1" not in repr(client._tracking_client.store.get_host_creds)
+
+    _conn(monkeypatch, "scoped_tok", host="http://track:5000", login="ann", password="pw-ann-1",
+          extra={"token": "tok-abcdef", "insecure_tls": True, "ca_bundle": "/etc/ca.pem"})  # fmt: skip
+    tok = MlflowHook("scoped_tok")
+    creds = scoped_client(
+        tok.config, tok.tracking_uri, tok.registry_uri
+    )._tracking_client.store.get_host_creds()
+    assert (creds.token, creds.username, creds.password) == (
+        "tok-abcdef",
+        None,
+        None,
+    )  # token beats basic auth
+    assert creds.ignore_tls_verification is True and creds.server_cert_path is None
+
+    local = scoped_client(hook.config, "sqlite:////tmp/x/mlflow.db", "sqlite:////tmp/x/mlflow.db")
+    assert type(local._tracking_client) is TrackingServiceClient  # non-http stores keep MLflow's default
+
+
+def test_get_conn_clients_send_their_own_credentials_from_two_threads(monkeypatch):
+    """Two connections used at once from two threads: every request carries its own connection's credentials,
+    never the process environment's, and os.environ is never written."""
+    import threading
+
+    from tests.helpers.recording_http import basic, watch_environ_writes
+
+    servers = {"a": _fake_mlflow("a"), "b": _fake_mlflow("b")}
+    try:
+        _conn(monkeypatch, "cred_a", host=servers["a"].url, login="alice", password="pw-alice-1")
+        _conn(monkeypatch, "cred_b", host=servers["b"].url, login="bob", password="pw-bob-22")
+        for key, value in {"MLFLOW_TRACKING_USERNAME": "ambient", "MLFLOW_TRACKING_PASSWORD": "pw-ambient",
+                           "MLFLOW_TRACKING_TOKEN": "tok-ambient"}.items():  # fmt: skip
+            monkeypatch.setenv(key, value)  # must never be sent: the connection is the only source
+        before = dict(os.environ)
+        writes = watch_environ_writes(monkeypatch)
+        start = threading.Barrier(2)
+        answers: dict[str, set[str]] = {"a": set(), "b": set()}
+        errors: list[BaseException] = []
+
+        def work(side: str) -> None:
+            try:
+                hook = MlflowHook(f"cred_{side}")
+                start.wait(timeout=30)
+                client = hook.get_conn()
+                for i in range(40):
+                    if i % 10 == 0:
+                        client = hook.get_conn()  # fresh clients too, not just one
+                    answers[side].add(client.get_registered_model("m").tags["server"])
+                assert hook.test_connection()[0]
+            except BaseException as err:  # reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=work, args=(side,)) for side in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors, errors
+        assert answers == {"a": {"a"}, "b": {"b"}}
+        for side, user, password in (("a", "alice", "pw-alice-1"), ("b", "bob", "pw-bob-22")):
+            api = servers[side].api_requests()
+            assert len(api) >= 41
+            assert {seen.authorization for seen in api} == {basic(user, password)}, side
+            assert {s.authorization for s in servers[side].seen if s.path == "/health"} == {None}
+        assert writes == [] and dict(os.environ) == before
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def test_session_holds_one_process_wide_reentrant_lock(monkeypatch, tmp_path):
+    import threading
+
+    from airflow_mlops.hooks.mlflow import _SESSION_LOCK
+
+    _conn(monkeypatch, "outer", host=f"sqlite:///{tmp_path / 'o.db'}", login="olga", password="pw-olga-1")
+    _conn(monkeypatch, "inner", host=f"sqlite:///{tmp_path / 'i.db'}", login="igor", password="pw-igor-1")
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+
+    def free_elsewhere() -> bool:
+        got: list[bool] = []
+
+        def probe() -> None:
+            got.append(_SESSION_LOCK.acquire(blocking=False))
+            if got[0]:
+                _SESSION_LOCK.release()
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return got[0]
+
+    assert free_elsewhere()
+    with MlflowHook("outer").session():
+        assert not free_elsewhere()  # another thread's session would wait here
+        with MlflowHook("inner").session():  # re-entrant in the same thread
+            assert os.environ["MLFLOW_TRACKING_USERNAME"] == "igor"
+        assert os.environ["MLFLOW_TRACKING_USERNAME"] == "olga"
+        assert not free_elsewhere()
+    assert free_elsewhere()
+    assert "MLFLOW_TRACKING_USERNAME" not in os.environ

@@ -57,7 +57,7 @@ def model_with_two_versions(mlflow_server):
         for _ in range(2):
             client.create_model_version(name, info.model_uri, info.run_id, model_id=info.model_id)
         client.set_registered_model_alias(name, "champion", "1")
-        yield name, client
+    return name, MlflowHook().get_conn()  # no session held across tests: its lock is process-wide
 
 
 def test_fires_when_the_alias_moves_without_blocking_the_loop(model_with_two_versions):
