@@ -94,34 +94,28 @@ def host_creds(cfg: MlflowConnectionConfig, host: str) -> MlflowHostCreds:
     )
 
 
-class _ScopedTrackingServiceClient(TrackingServiceClient):
-    def __init__(self, tracking_uri: str, store: Any) -> None:
+class _FixedStore:
+    """Mixin for MLflow's service clients: ``store`` is the one given at construction, never rebuilt."""
+
+    def __init__(self, *args: Any, store: Any, **kwargs: Any) -> None:
         self._scoped_store = store
-        super().__init__(tracking_uri)
+        super().__init__(*args, **kwargs)
 
     @property
     def store(self) -> Any:
         return self._scoped_store
 
 
-class _ScopedTracingClient(TracingClient):
-    def __init__(self, tracking_uri: str, store: Any) -> None:
-        self._scoped_store = store
-        super().__init__(tracking_uri)
-
-    @property
-    def store(self) -> Any:
-        return self._scoped_store
+class _ScopedTrackingServiceClient(_FixedStore, TrackingServiceClient):
+    pass
 
 
-class _ScopedModelRegistryClient(ModelRegistryClient):
-    def __init__(self, registry_uri: str, tracking_uri: str, store: Any) -> None:
-        self._scoped_store = store
-        super().__init__(registry_uri, tracking_uri)
+class _ScopedTracingClient(_FixedStore, TracingClient):
+    pass
 
-    @property
-    def store(self) -> Any:
-        return self._scoped_store
+
+class _ScopedModelRegistryClient(_FixedStore, ModelRegistryClient):
+    pass
 
 
 def _is_http(uri: str) -> bool:
@@ -147,12 +141,14 @@ def scoped_client(cfg: MlflowConnectionConfig, tracking_uri: str, registry_uri: 
         if not isinstance(getattr(client, "_tracing_client", None), TracingClient):
             raise _changed("MlflowClient._tracing_client")
         store = TrackingRestStore(FixedHostCreds(host_creds(cfg, tracking_uri)))
-        client._tracking_client = _ScopedTrackingServiceClient(tracking_uri, store)
-        client._tracing_client = _ScopedTracingClient(tracking_uri, store)
+        client._tracking_client = _ScopedTrackingServiceClient(tracking_uri, store=store)
+        client._tracing_client = _ScopedTracingClient(tracking_uri, store=store)
     if _is_http(registry_uri):
         registry_store = RegistryRestStore(FixedHostCreds(host_creds(cfg, registry_uri)))
         setattr(
-            client, _REGISTRY_ATTR, _ScopedModelRegistryClient(registry_uri, tracking_uri, registry_store)
+            client,
+            _REGISTRY_ATTR,
+            _ScopedModelRegistryClient(registry_uri, tracking_uri, store=registry_store),
         )
         if client._get_registry_client().store is not registry_store:
             raise _changed(f"MlflowClient._get_registry_client (it no longer uses {_REGISTRY_ATTR})")

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
-from tests.helpers.mlflow_server import free_port, stop_process_group
+from tests.helpers.process import LoopbackService
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class AirflowApiServer:
+class AirflowApiServer(LoopbackService):
     """``with AirflowApiServer(tmp, {"alice": ("viewer", "pw")}) as api: api.token("alice")``."""
 
     def __init__(
@@ -34,18 +32,11 @@ class AirflowApiServer:
         auth_manager: str | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        super().__init__(workdir / "api-server.log")
         self.workdir = workdir
         self.users = users  # name -> (role, password)
         self.auth_manager = auth_manager
         self.extra_env = extra_env or {}
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-        self.log_path = workdir / "api-server.log"
-        self._log: object = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         passwords = self.workdir / "passwords.json"
@@ -71,54 +62,16 @@ class AirflowApiServer:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 180.0) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("airflow")), "api-server", "--apps", "core"],
-            stdout=self._log,  # type: ignore[arg-type]
-            stderr=subprocess.STDOUT,
-            env=self.env(),
-            cwd=self.workdir,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"airflow api-server exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if requests.get(f"{self.url}/mlops/health", timeout=3).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(1.0)
-        raise RuntimeError(f"airflow api-server was not up after {timeout:.0f}s:\n{self.tail()}")
+    what = "airflow api-server"
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process_group(self.proc, grace=10.0)
-            self.proc = None
-        if self._log is not None:
-            self._log.close()  # type: ignore[attr-defined]
-            self._log = None
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).with_name("airflow")), "api-server", "--apps", "core"]
 
-    def __enter__(self) -> AirflowApiServer:
+    def ready(self) -> bool:
         try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+            return requests.get(f"{self.url}/mlops/health", timeout=3).status_code == 200
+        except requests.RequestException:
+            return False
 
     def token(self, user: str) -> str:
         """A JWT from ``POST /auth/token``, as API clients get one."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import requests
 
-from tests.helpers.mlflow_server import free_port, stop_process_group
+from tests.helpers.process import LoopbackService
 
 # Settings the pytest session sets for dag.test() that must not leak into the standalone stack.
 _SESSION_ONLY = (
@@ -31,22 +30,15 @@ _SESSION_ONLY = (
 )
 
 
-class AirflowStandalone:
+class AirflowStandalone(LoopbackService):
     """``with AirflowStandalone(home, dags) as af: af.trigger("dag", conf); af.wait_for_run("other")``."""
 
     def __init__(self, home: Path, dags_folder: Path, *, extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(home / "standalone.log")
         self.home = home
         self.dags_folder = dags_folder
         self.extra_env = extra_env or {}
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-        self.log_path = home / "standalone.log"
         self._token: str | None = None
-        self._log: Any = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _SESSION_ONLY}
@@ -72,51 +64,16 @@ class AirflowStandalone:
         return env
 
     # ------------------------------------------------------------------------------------------ lifecycle
+    what = "airflow standalone"
+
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).with_name("airflow")), "standalone"]
+
+    def ready(self) -> bool:
+        return self._healthy() and self._password() is not None
+
     def start(self, timeout: float = 300.0) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("airflow")), "standalone"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self.env(),
-            cwd=self.home,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited with {self.proc.returncode}:\n{self.tail()}")
-            if self._healthy() and self._password() is not None:
-                return
-            time.sleep(1.0)
-        raise RuntimeError(f"airflow standalone was not healthy after {timeout:.0f}s:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process_group(self.proc, grace=10.0)
-            self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> AirflowStandalone:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        super().start(timeout)
 
     # ------------------------------------------------------------------------------------------ REST API
     def _healthy(self) -> bool:
