@@ -26,29 +26,16 @@ than fall back to environment credentials. Artifact repositories (``log_artifact
 :meth:`airflow_mlops.hooks.mlflow.MlflowHook.session` still exists.
 """
 
-# A leaf module that owns MLflow: only MlflowHook.get_conn() imports it, lazily, never a DAG file.
-# ruff: noqa: TID253
-
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.environment_variables import (
-    MLFLOW_TRACKING_AUTH,
-    MLFLOW_TRACKING_AWS_SIGV4,
-    MLFLOW_TRACKING_CLIENT_CERT_PATH,
-)
-from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
-from mlflow.store.tracking.rest_store import RestStore as TrackingRestStore
-from mlflow.tracing.client import TracingClient
-from mlflow.tracking._model_registry.client import ModelRegistryClient
-from mlflow.tracking._tracking_service.client import TrackingServiceClient
-from mlflow.utils.rest_utils import MlflowHostCreds
-
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.utils.rest_utils import MlflowHostCreds
+
     from airflow_mlops.hooks.mlflow import MlflowConnectionConfig
 
 _REGISTRY_ATTR = "_registry_client_lazy"
@@ -81,6 +68,13 @@ def host_creds(cfg: MlflowConnectionConfig, host: str) -> MlflowHostCreds:
     ``MlflowHook.secret_env``). Transport settings a connection has no field for (client certificate,
     SigV4 signing, an ``MLFLOW_TRACKING_AUTH`` provider) are read from the environment, never written.
     """
+    from mlflow.environment_variables import (
+        MLFLOW_TRACKING_AUTH,
+        MLFLOW_TRACKING_AWS_SIGV4,
+        MLFLOW_TRACKING_CLIENT_CERT_PATH,
+    )
+    from mlflow.utils.rest_utils import MlflowHostCreds
+
     return MlflowHostCreds(
         host=host,
         username=None if cfg.token else cfg.username,
@@ -106,16 +100,18 @@ class _FixedStore:
         return self._scoped_store
 
 
-class _ScopedTrackingServiceClient(_FixedStore, TrackingServiceClient):
-    pass
+@functools.cache
+def _scoped_classes() -> dict[str, type]:
+    """MLflow's tracking, tracing and registry service clients with a fixed store (built on first use, so
+    importing this module never imports MLflow)."""
+    from mlflow.tracing.client import TracingClient
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
-
-class _ScopedTracingClient(_FixedStore, TracingClient):
-    pass
-
-
-class _ScopedModelRegistryClient(_FixedStore, ModelRegistryClient):
-    pass
+    return {
+        base.__name__: type(f"_Scoped{base.__name__}", (_FixedStore, base), {})
+        for base in (TrackingServiceClient, TracingClient, ModelRegistryClient)
+    }
 
 
 def _is_http(uri: str) -> bool:
@@ -123,6 +119,8 @@ def _is_http(uri: str) -> bool:
 
 
 def _changed(what: str) -> MlflowInternalsChanged:
+    import mlflow
+
     return MlflowInternalsChanged(
         f"MLflow {mlflow.__version__} changed {what}, which airflow_mlops needs to give each MLflow "
         "connection its own credentials. Install the MLflow version airflow-mlops pins (mlflow>=3.17,<3.18)."
@@ -134,6 +132,13 @@ def scoped_client(cfg: MlflowConnectionConfig, tracking_uri: str, registry_uri: 
 
     Non-http stores (``sqlite://``, ``file:``, ``databricks``) keep MLflow's default store.
     """
+    from mlflow import MlflowClient
+    from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
+    from mlflow.store.tracking.rest_store import RestStore as TrackingRestStore
+    from mlflow.tracing.client import TracingClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    scoped = _scoped_classes()
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     if _is_http(tracking_uri):
         if not isinstance(getattr(client, "_tracking_client", None), TrackingServiceClient):
@@ -141,14 +146,14 @@ def scoped_client(cfg: MlflowConnectionConfig, tracking_uri: str, registry_uri: 
         if not isinstance(getattr(client, "_tracing_client", None), TracingClient):
             raise _changed("MlflowClient._tracing_client")
         store = TrackingRestStore(FixedHostCreds(host_creds(cfg, tracking_uri)))
-        client._tracking_client = _ScopedTrackingServiceClient(tracking_uri, store=store)
-        client._tracing_client = _ScopedTracingClient(tracking_uri, store=store)
+        client._tracking_client = scoped["TrackingServiceClient"](tracking_uri, store=store)
+        client._tracing_client = scoped["TracingClient"](tracking_uri, store=store)
     if _is_http(registry_uri):
         registry_store = RegistryRestStore(FixedHostCreds(host_creds(cfg, registry_uri)))
         setattr(
             client,
             _REGISTRY_ATTR,
-            _ScopedModelRegistryClient(registry_uri, tracking_uri, store=registry_store),
+            scoped["ModelRegistryClient"](registry_uri, tracking_uri, store=registry_store),
         )
         if client._get_registry_client().store is not registry_store:
             raise _changed(f"MlflowClient._get_registry_client (it no longer uses {_REGISTRY_ATTR})")
