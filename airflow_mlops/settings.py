@@ -28,6 +28,12 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "Base URI for data, predictions and checkpoints written by the provider. Empty means "
         "$AIRFLOW_HOME/mlops/storage on local disk. Any fsspec URI (s3://, gs://) works.",
     ),
+    "storage_conn_id": (
+        "string",
+        "",
+        "Airflow connection (e.g. an aws connection) for object-store URIs that name none themselves; a URI can "
+        "name its own as s3://<conn_id>@bucket/key. Empty: ambient credentials (environment, instance role).",
+    ),
     "report_base_uri": (
         "string",
         "",
@@ -71,6 +77,7 @@ class MlopsSettings:
     mlflow_conn_id: str
     kubernetes_conn_id: str
     storage_base_uri: str
+    storage_conn_id: str
     report_base_uri: str
     champion_alias: str
     challenger_alias: str

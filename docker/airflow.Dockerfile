@@ -18,13 +18,13 @@ ARG MLOPS_EXTRAS=""
 USER airflow
 COPY --chown=airflow:0 pyproject.toml README.md constraints.txt /opt/airflow-mlops/src/
 COPY --chown=airflow:0 airflow_mlops /opt/airflow-mlops/src/airflow_mlops
-# apache-airflow is named so pip never moves Airflow itself; s3fs lets the provider's fsspec storage read and
-# write s3:// URIs (MinIO in the stack, S3 in production).
+# apache-airflow is named so pip never moves Airflow itself. The s3, celery and postgres extras are the production
+# topology's: the Amazon provider with s3fs (s3:// storage through the aws connection), the Celery provider with
+# Redis, and psycopg2, all at the versions constraints.txt pins (the ones tests/production/ ran).
 RUN pip install --no-cache-dir --constraint /opt/airflow-mlops/src/constraints.txt \
         "apache-airflow==${AIRFLOW_VERSION}" \
-        "/opt/airflow-mlops/src${MLOPS_EXTRAS:+[${MLOPS_EXTRAS}]}" \
-        "s3fs" \
-    && python -c "import airflow_mlops, s3fs; print('airflow-mlops', airflow_mlops.__version__)"
+        "/opt/airflow-mlops/src[s3,celery,postgres${MLOPS_EXTRAS:+,${MLOPS_EXTRAS}}]" \
+    && python -c "import airflow_mlops, s3fs, airflow.providers.amazon, airflow.providers.celery; print('airflow-mlops', airflow_mlops.__version__)"
 
 # One-shot initialisation run by the compose service `airflow-init`.
 COPY --chown=airflow:0 docker/airflow-init.sh /opt/airflow-mlops/airflow-init.sh

@@ -18,26 +18,32 @@ No container runs here, so these tests check what can be checked without one:
 from __future__ import annotations
 
 import fnmatch
-import functools
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.helpers.compose import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    clean_env,
+    compose,
+    compose_raw,
+    env_example,
+    references,
+    service_env,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILE = ROOT / "docker-compose.yaml"
-ENV_EXAMPLE = ROOT / ".env.example"
 DOCS = ROOT / "docs" / "compose.md"
 CONSTRAINTS = ROOT / "constraints.txt"
 INSTALL_HINT = "apt-get install -y --no-install-recommends docker-compose"
@@ -49,10 +55,11 @@ AIRFLOW_SERVICES = (
     "airflow-init",
     "airflow-apiserver",
     "airflow-scheduler",
+    "airflow-worker",
     "airflow-dag-processor",
     "airflow-triggerer",
 )
-LONG_RUNNING = ("postgres", "minio", "mlflow", *AIRFLOW_SERVICES[1:])
+LONG_RUNNING = ("postgres", "redis", "minio", "mlflow", *AIRFLOW_SERVICES[1:])
 STACK_ENV_PREFIXES = (
     "AIRFLOW_CONN_",
     "AIRFLOW__MLOPS__",
@@ -62,125 +69,6 @@ STACK_ENV_PREFIXES = (
     "DO_NOT_TRACK",
     "GX_",
 )
-
-# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+alt}, ${VAR+alt}, $VAR, $$
-_VAR = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
-    r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
-)
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def parse_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines as Compose reads them (comments and blank lines skipped, surrounding quotes removed)."""
-    values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        assert sep, f"{path.name}:{number}: {raw!r} is not KEY=VALUE"
-        key, value = key.strip(), value.strip()
-        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key), f"{path.name}:{number}: bad name {key!r}"
-        assert key not in values, f"{path.name}:{number}: {key} is defined twice"
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
-
-
-def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's interpolation of one string value."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group("escaped"):
-            return "$"
-        name = match.group("braced") or match.group("plain")
-        op, arg = match.group("op"), match.group("arg") or ""
-        value = env.get(name)
-        unset_or_empty = value is None or (value == "" and op is not None and op.startswith(":"))
-        if op in (":-", "-"):
-            return arg if unset_or_empty else str(value)
-        if op in (":?", "?"):
-            if unset_or_empty:
-                raise KeyError(f"{name}: {arg}")
-            return str(value)
-        if op in (":+", "+"):
-            return "" if unset_or_empty else arg
-        return value or ""
-
-    return _VAR.sub(replace, text)
-
-
-def interpolate_tree(node: Any, env: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {key: interpolate_tree(value, env) for key, value in node.items()}
-    if isinstance(node, list):
-        return [interpolate_tree(value, env) for value in node]
-    if isinstance(node, str):
-        return interpolate(node, env)
-    return node
-
-
-def strings(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from strings(value)
-    elif isinstance(node, str):
-        yield node
-
-
-def references(node: Any) -> list[tuple[str, str | None, str]]:
-    """Every (name, operator, argument) the file interpolates; ``$$`` escapes are not references."""
-    found = []
-    for text in strings(node):
-        for match in _VAR.finditer(text):
-            if not match.group("escaped"):
-                found.append(
-                    (
-                        match.group("braced") or match.group("plain"),
-                        match.group("op"),
-                        match.group("arg") or "",
-                    )
-                )
-    return found
-
-
-@functools.cache
-def compose_raw() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE_FILE.read_text())  # resolves the x-airflow-common anchors and << merges
-    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
-    return data
-
-
-@functools.cache
-def env_example() -> dict[str, str]:
-    return parse_env_file(ENV_EXAMPLE)
-
-
-@functools.cache
-def compose() -> dict[str, Any]:
-    """The file as Compose sees it with .env.example: anchors merged, variables interpolated."""
-    return interpolate_tree(compose_raw(), env_example())
-
-
-def service_env(service: dict[str, Any]) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): "" if v is None else str(v) for k, v in env.items()}
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment minus every variable the compose file or .env.example names."""
-    names = set(env_example()) | {name for name, _, _ in references(compose_raw())}
-    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("COMPOSE_")}
-    env.update(extra)
-    return env
-
 
 # ------------------------------------------------------------------------------------------------ variables
 def test_every_variable_is_defined_in_env_example_with_the_same_default():
@@ -611,13 +499,13 @@ def test_airflow_services_share_one_configuration():
     mlflow_env = service_env(services["mlflow"])
     minio_env = service_env(services["minio"])
     aws = json.loads(stack["AIRFLOW_CONN_AWS_DEFAULT"])
-    assert (
-        aws["extra"]["endpoint_url"]
-        == mlflow_env["MLFLOW_S3_ENDPOINT_URL"]
-        == stack["FSSPEC_S3_ENDPOINT_URL"]
-    )
+    assert aws["extra"]["endpoint_url"] == mlflow_env["MLFLOW_S3_ENDPOINT_URL"]
     assert (aws["login"], aws["password"]) == (minio_env["MINIO_ROOT_USER"], minio_env["MINIO_ROOT_PASSWORD"])
-    assert (stack["AWS_ACCESS_KEY_ID"], stack["AWS_SECRET_ACCESS_KEY"]) == (aws["login"], aws["password"])
+    # the provider reaches the bucket through the aws connection only: no ambient credentials in Airflow
+    assert stack["AIRFLOW__MLOPS__STORAGE_CONN_ID"] == "aws_default"
+    assert not [k for k in envs["airflow-worker"] if k.startswith(("AWS_", "FSSPEC_"))]
+    assert envs["airflow-worker"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert envs["airflow-worker"]["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0"
     assert len(minio_env["MINIO_ROOT_PASSWORD"]) >= 8, (
         "MinIO refuses root passwords shorter than 8 characters"
     )

@@ -16,7 +16,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import UnsafeUriError
@@ -46,15 +46,144 @@ def check_uri(uri: str, *, what: str = "URI") -> str:
     return uri
 
 
+# Protocols whose URIs carry an ``@`` of their own (``abfs://container@account.dfs.core.windows.net/path``):
+# there the part before ``@`` is not an Airflow connection id.
+_NATIVE_AT_PROTOCOLS = frozenset({"abfs", "abfss", "az", "adl", "wasb", "wasbs"})
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def split_conn_id(uri: str) -> tuple[str, str | None]:
+    """
+    ``s3://aws_default@bucket/key`` -> (``s3://bucket/key``, ``aws_default``): the Airflow connection a URI names,
+    as :class:`~airflow.sdk.ObjectStoragePath` writes it; other URIs come back unchanged with ``None``.
+    """
+    if not _has_scheme(uri):
+        return uri, None
+    scheme, rest = uri.split("://", 1)
+    netloc, sep, tail = rest.partition("/")
+    if "@" not in netloc or scheme.lower() in _NATIVE_AT_PROTOCOLS or scheme.lower() in {"file", "local"}:
+        return uri, None
+    conn_id, _, host = netloc.rpartition("@")
+    if not _CONN_ID.match(conn_id):
+        raise UnsafeUriError(
+            f"URI {_redact(uri)!r} carries credentials before '@'; keep them in an Airflow connection and name "
+            f"it instead: {scheme}://<conn_id>@{host}/... (or set [mlops] storage_conn_id)."
+        )
+    return f"{scheme}://{host}{sep}{tail}", conn_id
+
+
+def _redact(uri: str) -> str:
+    scheme, _, rest = uri.partition("://")
+    netloc, sep, tail = rest.partition("/")
+    return f"{scheme}://***@{netloc.rpartition('@')[2]}{sep}{tail}" if "@" in netloc else uri
+
+
+def storage_conn_id(uri: str) -> str | None:
+    """The Airflow connection ``uri`` is read and written with: its own (``s3://conn@bucket``), else
+    ``[mlops] storage_conn_id`` for object-store URIs, else ``None`` (ambient credentials)."""
+    uri = check_uri(uri)
+    plain, conn_id = split_conn_id(uri)
+    if conn_id is None and not is_local(plain):
+        from airflow_mlops.settings import get_settings
+
+        conn_id = get_settings().storage_conn_id or None
+    return conn_id
+
+
+def strip_conn_id(uri: str) -> str:
+    """``uri`` without the connection id it names (the form Asset URIs and MLflow lineage tags carry)."""
+    return split_conn_id(check_uri(uri))[0]
+
+
+def asset_uri(uri: str) -> str:
+    """
+    The Asset URI of a data URI: local paths become absolute ``file://`` URIs and a named connection is dropped
+    (``s3://aws_default@bucket/key`` -> ``s3://bucket/key``), so the same data is one Asset whichever credentials
+    reached it.
+    """
+    uri = check_uri(uri)
+    if is_local(uri):
+        return "file://" + local_path(uri).replace(os.sep, "/")
+    return strip_conn_id(uri)
+
+
 def get_fs(uri: str) -> tuple[AbstractFileSystem, str]:
-    """The fsspec filesystem and the protocol-less path for ``uri`` (local paths become absolute)."""
+    """
+    The fsspec filesystem and the protocol-less path for ``uri`` (local paths become absolute).
+
+    Object-store URIs are opened with the Airflow connection they name (``s3://aws_default@bucket/key``) or
+    with ``[mlops] storage_conn_id``; with neither, fsspec's ambient credentials (environment, instance role).
+    """
     from fsspec.core import url_to_fs
 
     uri = check_uri(uri)
     if not _has_scheme(uri):
         uri = os.path.abspath(os.path.expanduser(uri))
-    fs, path = url_to_fs(uri)
-    return fs, path
+    conn_id = storage_conn_id(uri)
+    plain = split_conn_id(uri)[0]
+    if conn_id is None:
+        fs, path = url_to_fs(plain)
+        return fs, path
+    fs = connection_fs(plain.split("://", 1)[0], conn_id)
+    return fs, fs._strip_protocol(plain)
+
+
+_CONNECTION_FS: dict[tuple[str, str], AbstractFileSystem] = {}
+
+
+def connection_fs(protocol: str, conn_id: str) -> AbstractFileSystem:
+    """
+    The filesystem of ``protocol`` with the credentials of Airflow connection ``conn_id``, built by the
+    provider that registers the protocol (the Amazon provider for ``s3``); one per process and connection.
+    """
+    key = (protocol, conn_id)
+    cached = _CONNECTION_FS.get(key)
+    if cached is not None:
+        return cached
+    from airflow_mlops.exceptions import MlopsConfigError
+
+    from airflow.sdk import BaseHook, ObjectStoragePath
+
+    try:
+        # First, so a missing connection is an error here, not a silent fall-back to anonymous access.
+        BaseHook.get_connection(conn_id)
+    except Exception as err:
+        raise MlopsConfigError(
+            f"the Airflow connection {conn_id!r} for {protocol}:// storage was not found ({type(err).__name__}: "
+            f"{err}). Define it (Admin -> Connections, or AIRFLOW_CONN_{conn_id.upper()}), or name another one in "
+            f"the URI ({protocol}://<conn_id>@bucket/key) or in [mlops] storage_conn_id."
+        ) from err
+    try:
+        fs = ObjectStoragePath(f"{protocol}://{conn_id}@mlops-probe/").fs
+    except ValueError as err:
+        hint = " (pip install 'airflow-mlops[s3]')" if protocol in {"s3", "s3a"} else ""
+        raise MlopsConfigError(
+            f"no installed Airflow provider serves {protocol}:// URIs with a connection{hint}: {err}"
+        ) from err
+    except ImportError as err:
+        raise MlopsConfigError(f"{protocol}:// storage needs a library that is not installed: {err}") from err
+    _CONNECTION_FS[key] = fs
+    return fs
+
+
+def connection_env(uris: Iterable[str | None]) -> dict[str, str]:
+    """
+    ``AIRFLOW_CONN_<ID>`` (Airflow's JSON form) of every storage connection ``uris`` are opened with, for a
+    child process of the task (the local training process) that cannot ask the Airflow API for connections.
+    Nothing for local URIs or ambient credentials; connections already in the environment are not repeated.
+    """
+    from airflow.sdk import BaseHook
+
+    env: dict[str, str] = {}
+    for uri in uris:
+        if not uri:
+            continue
+        conn_id = storage_conn_id(uri)
+        name = f"AIRFLOW_CONN_{(conn_id or '').upper()}"
+        if conn_id is None or name in env or name in os.environ:
+            continue
+        env[name] = BaseHook.get_connection(conn_id).as_json()
+    return env
 
 
 def _is_local_fs(fs: AbstractFileSystem) -> bool:

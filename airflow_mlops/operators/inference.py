@@ -35,17 +35,6 @@ def _hook(conn_id: str | None) -> MlflowHook:
     return MlflowHook(resolve_mlflow_conn_id(conn_id))
 
 
-def _asset_uri(uri: str) -> str:
-    """An Asset URI for a dataset URI: local paths become ``file://`` URIs."""
-    import os
-
-    from airflow_mlops.core.storage import is_local, local_path
-
-    if is_local(uri):
-        return "file://" + local_path(uri).replace(os.sep, "/")
-    return uri
-
-
 def _publish(operator: BaseOperator, context: Context, output_uri: str, extra: dict[str, Any]) -> None:
     """
     Attach ``extra`` to every Asset outlet; add the output as an Asset through every AssetAlias outlet, once per
@@ -55,10 +44,11 @@ def _publish(operator: BaseOperator, context: Context, output_uri: str, extra: d
     """
     from airflow.sdk import Asset, AssetAlias
 
+    from airflow_mlops.core.storage import asset_uri as to_asset_uri
     from airflow_mlops.operators.common import emitted_before, identity_from_context
 
     events: Any = context["outlet_events"]
-    asset_uri = _asset_uri(output_uri)
+    asset_uri = to_asset_uri(output_uri)
     content = f"{extra.get('model_name')}/{extra.get('model_version')}@{extra.get('input_fingerprint')}"
     extra = {**extra, "emit_key": f"{identity_from_context(context).ti_key}@{asset_uri}@{content}"}
     for outlet in operator.outlets or ():

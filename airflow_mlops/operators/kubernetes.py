@@ -263,8 +263,30 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
         from airflow_mlops.settings import get_settings
 
         self.image = self.image or get_settings().training_image
-        self.arguments = self.training_arguments(spec)
+        self.arguments = self.training_arguments(self._pod_spec(spec))
         self.env_vars = [*self._user_env(), *self._training_env(identity, hook)]
+
+    def _pod_spec(self, spec: TrainingSpec) -> TrainingSpec:
+        """
+        The spec the pod gets: a pod cannot ask Airflow for connections, so storage URIs that name one
+        (``s3://aws_default@bucket/key``) reach it without the name and the pod reads them with its own
+        credentials (service account / workload identity, or env_vars and secrets you give the operator).
+        """
+        import dataclasses
+
+        from airflow_mlops.core.storage import split_conn_id
+
+        changes: dict[str, str] = {}
+        for field in ("dataset_uri", "checkpoint_uri"):
+            value = getattr(spec, field)
+            plain, conn_id = split_conn_id(value) if value else (value, None)
+            if conn_id is not None:
+                changes[field] = plain
+                self.log.info(
+                    "%s names the Airflow connection %r; the pod reads %s with its own credentials",
+                    field, conn_id, plain,
+                )  # fmt: skip
+        return dataclasses.replace(spec, **changes) if changes else spec
 
     def _resolve_kubernetes_conn_id(self) -> None:
         if not self.kubernetes_conn_id:

@@ -330,10 +330,14 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
             )
         return resolved
 
-    def _child_env(self, hook: MlflowHook, identity: AirflowIdentity) -> dict[str, str]:
+    def _child_env(self, hook: MlflowHook, identity: AirflowIdentity, spec: TrainingSpec) -> dict[str, str]:
+        from airflow_mlops.core.storage import connection_env
+
         env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
         env.update({str(k): str(v) for k, v in self.env.items()})
         env.update(hook.child_env())
+        # only the storage connections the spec's URIs are read and written with, not every AIRFLOW_CONN_*
+        env.update(connection_env([spec.dataset_uri, spec.checkpoint_uri]))
         env.update(self.identity_env(identity))
         return env
 
@@ -351,7 +355,7 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
             spec.experiment,
             spec.checkpoint_uri,
         )
-        exit_code, tail = self._run(command, self._child_env(hook, identity))
+        exit_code, tail = self._run(command, self._child_env(hook, identity, spec))
         if exit_code != 0:
             raise self.training_error(exit_code, tail, "process")
         return self.resolve_training_result(context, hook, spec, identity)

@@ -46,11 +46,10 @@ def default_report_uri(report_base_uri: str, identity: AirflowIdentity) -> str:
 
 
 def dataset_asset(dataset_uri: str) -> Asset:
-    """The Asset of a dataset URI (local paths become absolute ``file://`` URIs)."""
-    uri = str(dataset_uri).strip()
-    if "://" not in uri:
-        uri = "file://" + os.path.abspath(os.path.expanduser(uri))
-    return Asset(uri=uri)
+    """The Asset of a dataset URI (local paths become absolute ``file://`` URIs; no connection id)."""
+    from airflow_mlops.core.storage import asset_uri
+
+    return Asset(uri=asset_uri(str(dataset_uri)))
 
 
 class GXValidateDatasetOperator(BaseOperator):
