@@ -140,9 +140,9 @@ def connection_fs(protocol: str, conn_id: str) -> AbstractFileSystem:
     cached = _CONNECTION_FS.get(key)
     if cached is not None:
         return cached
-    from airflow_mlops.exceptions import MlopsConfigError
-
     from airflow.sdk import BaseHook, ObjectStoragePath
+
+    from airflow_mlops.exceptions import MlopsConfigError
 
     try:
         # First, so a missing connection is an error here, not a silent fall-back to anonymous access.
@@ -170,7 +170,7 @@ def connection_env(uris: Iterable[str | None]) -> dict[str, str]:
     """
     ``AIRFLOW_CONN_<ID>`` (Airflow's JSON form) of every storage connection ``uris`` are opened with, for a
     child process of the task (the local training process) that cannot ask the Airflow API for connections.
-    Nothing for local URIs or ambient credentials; connections already in the environment are not repeated.
+    Nothing for local URIs or ambient credentials.
     """
     from airflow.sdk import BaseHook
 
@@ -180,7 +180,7 @@ def connection_env(uris: Iterable[str | None]) -> dict[str, str]:
             continue
         conn_id = storage_conn_id(uri)
         name = f"AIRFLOW_CONN_{(conn_id or '').upper()}"
-        if conn_id is None or name in env or name in os.environ:
+        if conn_id is None or name in env:
             continue
         env[name] = BaseHook.get_connection(conn_id).as_json()
     return env

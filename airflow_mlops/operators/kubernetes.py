@@ -276,7 +276,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
 
         from airflow_mlops.core.storage import split_conn_id
 
-        changes: dict[str, str] = {}
+        changes: dict[str, Any] = {}
         for field in ("dataset_uri", "checkpoint_uri"):
             value = getattr(spec, field)
             plain, conn_id = split_conn_id(value) if value else (value, None)

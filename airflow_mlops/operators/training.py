@@ -47,6 +47,28 @@ _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
 _DROPPED_ENV_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW_VAR_", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_URI")
 
 
+def _die_with_parent() -> Any:
+    """
+    On Linux, a pre-exec hook that has the kernel SIGKILL the training process when the task process that
+    started it dies (``PR_SET_PDEATHSIG``): a worker killed by the OOM killer or a lost node must not leave a
+    training process running without its task while the retry trains again. None elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not between fork and exec
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+
+    return hook
+
+
 class MlflowTrainingRunLink(XComUrlLink):
     """Link from a training task to the MLflow run it produced."""
 
@@ -338,6 +360,11 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
         env.update(hook.child_env())
         # only the storage connections the spec's URIs are read and written with, not every AIRFLOW_CONN_*
         env.update(connection_env([spec.dataset_uri, spec.checkpoint_uri]))
+        # A task process blocks the metadata DB with a URL SQLAlchemy cannot parse, which breaks `import airflow`
+        # in a child (needed to open storage through a connection); an empty in-memory SQLite blocks it as well.
+        for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__SQL_ALCHEMY_CONN"):
+            if env.get(key, "").startswith("airflow-db-not-allowed"):
+                env[key] = "sqlite://"
         env.update(self.identity_env(identity))
         return env
 
@@ -374,6 +401,7 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
             errors="replace",
             bufsize=1,
             start_new_session=True,
+            preexec_fn=_die_with_parent(),  # one prctl call, looked up before the fork
         )
         self._process = process
         try:

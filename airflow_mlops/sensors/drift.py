@@ -24,8 +24,13 @@ def _since_epoch(since: Any, context: Context) -> float:
         return since.timestamp()
     if isinstance(since, int | float):
         return float(since)
+    text = str(since).strip()
+    try:  # a templated epoch renders as text: "1796238371.65"
+        return float(text)
+    except ValueError:
+        pass
     try:
-        return datetime.fromisoformat(str(since).replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise MlopsConfigError(
             f"since={since!r} is not an ISO-8601 timestamp or epoch seconds, e.g. '{{{{ data_interval_start }}}}'."

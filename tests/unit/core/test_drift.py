@@ -274,3 +274,14 @@ def test_embedded_report_json_is_defused_and_decodes_to_the_same_data(tmp_path):
     assert html.count("</script>") == 2 and "<p>a < b</p>" in html  # the page's own markup is untouched
     start = html.index("var dash_1 = ") + len("var dash_1 = ")
     assert json.JSONDecoder().raw_decode(html, start)[0] == data  # the same data to JavaScript
+
+
+def test_drift_sensor_since_takes_a_templated_epoch_or_iso_text():
+    from airflow_mlops.exceptions import MlopsConfigError
+    from airflow_mlops.sensors.drift import _since_epoch
+
+    assert _since_epoch("1796238371.5", {}) == 1796238371.5  # "{{ ... }}" renders as text
+    assert _since_epoch(" 1796238371 ", {}) == 1796238371.0
+    assert _since_epoch("2026-12-02T00:00:00Z", {}) == 1796169600.0
+    with pytest.raises(MlopsConfigError, match="not an ISO-8601 timestamp or epoch seconds"):
+        _since_epoch("yesterday", {})
