@@ -40,7 +40,28 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
     proc.wait(timeout=10)
 
 
-class LoopbackService:
+class StartedInWith:
+    """``with thing:`` starts it (stopping whatever did start when start-up fails) and stops it at the end."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LoopbackService(StartedInWith):
     """
     Subclasses say what to run (:meth:`command`, :meth:`env`, :meth:`cwd`) and when it is up (:meth:`ready`);
     this starts it in a new session (so :meth:`stop` ends every child too), waits, and tails its log on failure.
@@ -104,17 +125,6 @@ class LoopbackService:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def __enter__(self) -> Any:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def tail(self, lines: int = 60) -> str:
         try:

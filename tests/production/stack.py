@@ -34,7 +34,7 @@ from typing import Any
 import requests
 
 from tests.helpers.compose import ROOT, compose, service_env
-from tests.helpers.process import LoopbackService, free_port, stop_process_group
+from tests.helpers.process import LoopbackService, StartedInWith, free_port, stop_process_group
 
 BIN = Path(sys.executable).parent
 HOSTS = ("postgres", "redis", "minio", "mlflow", "airflow-apiserver")
@@ -136,7 +136,7 @@ def _log_says(text: str) -> Any:
     return check
 
 
-class ProductionStack:
+class ProductionStack(StartedInWith):
     """``with ProductionStack(root, dags) as stack: stack.trigger(...)``; timings in ``stack.timings``."""
 
     def __init__(self, root: Path, dags_folder: Path) -> None:
@@ -380,17 +380,6 @@ class ProductionStack:
             ["ps", "-o", "pid=", "-g", str(proc.proc.pid)], capture_output=True, text=True, timeout=10
         ).stdout.split()
         return len(out) > 3  # main process + pool children + a task's supervisor and task process
-
-    def __enter__(self) -> ProductionStack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------------------------------ REST API
     def api(self, method: str, path: str, body: Any = None, *, ok: tuple[int, ...] = (200,)) -> Any:

@@ -144,7 +144,8 @@ def _local_files(root: Path) -> list[str]:
     found = []
     for path in root.rglob("*"):
         rel = path.relative_to(root).as_posix()
-        if rel.startswith("tmp/db_init_lock-"):  # `airflow db migrate`'s own lock file (docker/airflow-init.sh)
+        # `airflow db migrate`'s own lock file (docker/airflow-init.sh)
+        if rel.startswith("tmp/db_init_lock-"):
             continue
         if path.is_file() and not rel.startswith(allowed) and rel not in {"airflow/airflow.cfg"}:
             found.append(rel)
