@@ -81,13 +81,17 @@ def _redact(uri: str) -> str:
 def storage_conn_id(uri: str) -> str | None:
     """The Airflow connection ``uri`` is read and written with: its own (``s3://conn@bucket``), else
     ``[mlops] storage_conn_id`` for object-store URIs, else ``None`` (ambient credentials)."""
-    uri = check_uri(uri)
+    return _resolve(check_uri(uri))[1]
+
+
+def _resolve(uri: str) -> tuple[str, str | None]:
+    """(``uri`` without its connection id, the connection it is opened with) for a checked ``uri``."""
     plain, conn_id = split_conn_id(uri)
     if conn_id is None and not is_local(plain):
         from airflow_mlops.settings import get_settings
 
         conn_id = get_settings().storage_conn_id or None
-    return conn_id
+    return plain, conn_id
 
 
 def strip_conn_id(uri: str) -> str:
@@ -119,8 +123,7 @@ def get_fs(uri: str) -> tuple[AbstractFileSystem, str]:
     uri = check_uri(uri)
     if not _has_scheme(uri):
         uri = os.path.abspath(os.path.expanduser(uri))
-    conn_id = storage_conn_id(uri)
-    plain = split_conn_id(uri)[0]
+    plain, conn_id = _resolve(uri)
     if conn_id is None:
         fs, path = url_to_fs(plain)
         return fs, path
