@@ -23,6 +23,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -361,25 +362,25 @@ class ProductionStack(StartedInWith):
                 pass
         shutil.rmtree(getattr(self, "_pg_sock", "/nonexistent"), ignore_errors=True)
 
-    def kill_worker(self, hostname: str) -> str:
-        """SIGKILL the whole process group of the Celery worker whose task hostname is ``hostname``."""
-        for name, proc in self.procs.items():
-            if name.startswith("worker") and proc.proc is not None and hostname.startswith(name):
-                stop_process_group(proc.proc, grace=0)
-                return name
-        for name, proc in self.procs.items():  # TI hostnames are the machine's name: kill the busy worker
-            if name.startswith("worker") and proc.proc is not None and self._runs_task(proc):
-                stop_process_group(proc.proc, grace=0)
-                return name
-        raise AssertionError(f"no worker runs on {hostname!r}")
+    def kill_worker(self, ti: dict[str, Any]) -> str:
+        """SIGKILL the whole process group of the Celery worker that runs the task instance ``ti``.
 
-    @staticmethod
-    def _runs_task(proc: _Proc) -> bool:
-        assert proc.proc is not None
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "-g", str(proc.proc.pid)], capture_output=True, text=True, timeout=10
-        ).stdout.split()
-        return len(out) > 3  # main process + pool children + a task's supervisor and task process
+        Both workers run on this machine, so the TI's hostname cannot tell them apart (and a machine
+        named ``worker-…`` would match either); the TI's ``pid`` can: the worker is the one whose process
+        tree holds it. Raises when no worker holds it, so the test never kills an idle worker.
+        """
+        pid = ti.get("pid")
+        workers = {n: p.proc.pid for n, p in self.procs.items() if n.startswith("worker") and p.proc is not None}
+        for name, root in workers.items():
+            tree = _descendants(root)
+            if pid in tree or (pid is None and len(tree) > 2):
+                stop_process_group(self.procs[name].proc, grace=0)  # type: ignore[arg-type]
+                for left in tree:  # a task process that re-grouped itself dies with its worker too
+                    if _alive(left):
+                        os.kill(left, signal.SIGKILL)
+                return name
+        trees = {n: sorted(_descendants(r)) for n, r in workers.items()}
+        raise AssertionError(f"no Celery worker runs pid {pid} of {ti.get('task_id')}: worker trees {trees}")
 
     # ------------------------------------------------------------------------------------------ REST API
     def api(self, method: str, path: str, body: Any = None, *, ok: tuple[int, ...] = (200,)) -> Any:
@@ -405,6 +406,32 @@ class ProductionStack(StartedInWith):
 
     def tails(self, lines: int = 40) -> str:
         return "\n".join(f"--- {name} ---\n{proc.tail(lines)}" for name, proc in self.procs.items())
+
+
+def _descendants(root: int) -> set[int]:
+    """``root`` and every process below it, read from /proc (process groups miss a task that re-groups)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, ()))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def _pg_ready(port: int) -> bool:

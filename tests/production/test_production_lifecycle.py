@@ -192,17 +192,21 @@ def test_example_lifecycle_on_postgres_celery_and_s3(stack_root: Path):
         train = _trigger(stack, "churn_training")
 
         def train_running() -> Any:
-            ti = _tis(stack, "churn_training", train).get("training.train", {})
-            return ti if ti.get("state") == "running" else None
+            tis = _tis(stack, "churn_training", train)
+            failed = {t: v["state"] for t, v in tis.items() if v.get("state") in ("failed", "upstream_failed")}
+            assert not failed, f"churn_training failed before training.train ran: {failed}\n{stack.tails()}"
+            ti = tis.get("training.train", {})
+            return ti if ti.get("state") == "running" and ti.get("pid") else None
 
         running = _wait("training.train running", train_running, stack, poll=0.5)
         time.sleep(4)  # mid-task: the task has started its training process
         assert train_running(), "training.train finished before the kill; the check needs a longer task"
-        killed = stack.kill_worker(running.get("hostname") or "")
+        running = train_running() or running  # the TI as it is now: its pid is the running try's
+        killed = stack.kill_worker(running)
         t_kill = time.monotonic()
         _run_ok(stack, "churn_training", train, timeout=600)
         ti = _tis(stack, "churn_training", train)["training.train"]
-        assert ti["try_number"] == 2, ti
+        assert ti["try_number"] == 2, f"the try on the killed {killed} was not retried: {ti}"
         figures["celery_kill"] = {
             "killed": killed,
             "retried_on": ti.get("hostname"),
