@@ -175,6 +175,7 @@ class EmulatedPod:
     env_keys: list[str] = field(default_factory=list)
     workdir: Path | None = None
     deleting: bool = False
+    frozen: bool = False  # stopped by a log-triggered fault until the fault's signal lands
     terminated: threading.Event = field(default_factory=threading.Event)
     forced: tuple[str, int, str] | None = (
         None  # (reason, exit code, message) set by a fault or the OOM killer
@@ -875,7 +876,8 @@ class K8sEmulator:
         self._record_event(
             pod, "Started", f"Started container {container['name']}", field_path=self._field_path(pod)
         )
-        reader = threading.Thread(target=self._read_output, args=(pod, proc), daemon=True)
+        triggers = [f.after_log for f in faults.values() if f.is_mid_run and f.after_log is not None]
+        reader = threading.Thread(target=self._read_output, args=(pod, proc, triggers), daemon=True)
         reader.start()
         self._monitor(pod, proc, faults, limit=self._memory_limit(pod))
         reader.join(timeout=10)
@@ -934,10 +936,20 @@ class K8sEmulator:
         elif fault.kind is FaultKind.DELETED:
             self.delete_pod(pod.namespace, pod.name, reason="Killing")
 
-    def _read_output(self, pod: EmulatedPod, proc: subprocess.Popen[bytes]) -> None:
+    def _read_output(self, pod: EmulatedPod, proc: subprocess.Popen[bytes], triggers: list[str]) -> None:
+        """
+        Collect the container's output. When a line holds a log-triggered fault's text the container is frozen
+        (SIGSTOP) on the spot, so the fault lands at that point of the run however late the monitor thread gets
+        scheduled on a loaded machine; the fault's own signal then resumes or kills it.
+        """
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
-            self._append_log(pod, raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n"))
+            line = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+            if triggers and any(text in line for text in triggers):
+                triggers = []
+                _kill_group(proc.pid, signal.SIGSTOP)
+                pod.frozen = True
+            self._append_log(pod, line)
         proc.stdout.close()
 
     def _append_log(self, pod: EmulatedPod, line: str) -> None:
@@ -1001,6 +1013,8 @@ class K8sEmulator:
             proc = pod.proc
         if proc is not None and proc.poll() is None:
             _kill_group(proc.pid, signal.SIGTERM)
+            if pod.frozen:  # a frozen container gets the SIGTERM it would have had, then runs to handle it
+                _kill_group(proc.pid, signal.SIGCONT)
             try:
                 proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
