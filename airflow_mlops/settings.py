@@ -62,6 +62,12 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "50000",
         "Rows sampled (seeded, deterministic) from each side before Evidently runs; 0 disables sampling.",
     ),
+    "fingerprint_algorithm": (
+        "string",
+        "xxh3",
+        "Content hash of dataset fingerprints (retry skips, lineage): xxh3 (xxh3-128, fast) or sha256. A "
+        "recorded fingerprint is always compared in its own algorithm.",
+    ),
     "quiet_third_party_logs": (
         "boolean",
         "True",
@@ -86,6 +92,7 @@ class MlopsSettings:
     training_python: str
     inference_batch_size: int
     drift_sample_size: int
+    fingerprint_algorithm: str
     quiet_third_party_logs: bool
 
 

@@ -33,7 +33,7 @@ COPY airflow_mlops /tmp/src/airflow_mlops
 # pinned by constraints.txt (torch from PyPI ships its CUDA libraries as wheels).
 RUN pip install --no-deps /tmp/src \
     && pip install --constraint /tmp/src/constraints.txt \
-        torch mlflow scikit-learn skops pandas pyarrow fsspec s3fs \
+        torch mlflow scikit-learn skops pandas pyarrow fsspec s3fs xxhash \
     && rm -rf /tmp/src \
     && python -c "import airflow_mlops.training.runner, torch, sklearn, mlflow; print('trainer ok, torch', torch.__version__)" \
     && ! python -c "import airflow" 2>/dev/null

@@ -7,12 +7,14 @@ through these names, so lineage can be walked backwards from a predictions manif
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from airflow_mlops.core.data import DatasetRef, resolve_dataset
+from airflow_mlops.exceptions import MlopsConfigError
 
 # ---------------------------------------------------------------- tag keys
 TAG_PREFIX = "mlops."
@@ -29,7 +31,8 @@ TAG_VALIDATION_REPORT = "mlops.data.validation_report"
 TAG_TRAINING_RUN = "mlops.training.run_id"
 TAG_SPEC = "mlops.training.spec"
 
-FINGERPRINT_ALGO = "sha256"
+FINGERPRINT_ALGORITHMS = ("xxh3", "sha256")
+FINGERPRINT_ALGO = "xxh3"  # the default; ``[mlops] fingerprint_algorithm`` chooses
 _CHUNK = 8 << 20
 _cache: dict[tuple[Any, ...], str] = {}
 
@@ -80,27 +83,82 @@ def _file_key(ref: DatasetRef, file: str) -> tuple[Any, ...]:
     return (file, info.get("size"), info.get("mtime") or info.get("LastModified") or info.get("ETag"))
 
 
-def fingerprint(uri_or_ref: str | DatasetRef) -> str:
+def _hasher(algo: str) -> Any:
+    if algo == "xxh3":
+        import xxhash
+
+        return xxhash.xxh3_128()
+    if algo == "sha256":
+        return hashlib.sha256()
+    raise MlopsConfigError(
+        f"unknown fingerprint algorithm {algo!r}; set [mlops] fingerprint_algorithm to one of "
+        f"{', '.join(FINGERPRINT_ALGORITHMS)}."
+    )
+
+
+def default_algorithm() -> str:
+    """``[mlops] fingerprint_algorithm`` (read from the environment where Airflow is not installed)."""
+    try:
+        from airflow_mlops.settings import get_settings
+
+        algo = get_settings().fingerprint_algorithm
+    except ImportError:  # a training image without Airflow
+        algo = os.environ.get("AIRFLOW__MLOPS__FINGERPRINT_ALGORITHM", "")
+    return algo.strip().lower() or FINGERPRINT_ALGO
+
+
+def algorithm_of(value: str | None) -> str | None:
+    """The algorithm a recorded fingerprint was computed with (``"xxh3:…"`` -> ``"xxh3"``), or None."""
+    if not value or ":" not in value:
+        return None
+    algo = value.split(":", 1)[0]
+    return algo if algo in FINGERPRINT_ALGORITHMS else None
+
+
+def _file_digest(ref: DatasetRef, file: str, algo: str) -> bytes:
+    """One file's digest, read in chunks into one reused buffer (no allocation per chunk)."""
+    file_digest = _hasher(algo)
+    view = memoryview(bytearray(_CHUNK))
+    with ref.fs.open(file, "rb") as handle:
+        readinto = getattr(handle, "readinto", None)
+        if readinto is None:
+            while chunk := handle.read(_CHUNK):
+                file_digest.update(chunk)
+        else:
+            while n := readinto(view):
+                file_digest.update(view[:n])
+    return bytes(file_digest.digest())
+
+
+def fingerprint(uri_or_ref: str | DatasetRef, *, algorithm: str | None = None) -> str:
     """
-    Content hash of a dataset: ``sha256:<hex>`` over its data files in sorted order with their relative names.
+    Content hash of a dataset: ``<algorithm>:<hex>`` over its data files in sorted order with their names.
+
+    The default algorithm is xxh3-128 (``[mlops] fingerprint_algorithm``): a content identity for retry skips
+    and lineage that costs a small fraction of reading the data; ``sha256`` gives a cryptographic digest. To
+    compare with a recorded fingerprint, pass ``algorithm=algorithm_of(recorded)`` so a value recorded under
+    another setting is recomputed the same way.
 
     The same bytes give the same fingerprint wherever they are stored; a folder's hidden files are ignored.
     Computed once per process for unchanged files (keyed by path, size and modification time).
     """
+    algo = (algorithm or default_algorithm()).lower()
     ref = uri_or_ref if isinstance(uri_or_ref, DatasetRef) else resolve_dataset(uri_or_ref)
-    key = (ref.path, tuple(_file_key(ref, f) for f in ref.files))
+    key = (algo, ref.path, tuple(_file_key(ref, f) for f in ref.files))
     cached = _cache.get(key)
     if cached:
         return cached
-    digest = hashlib.sha256()
+    digest = _hasher(algo)
     for file in ref.files:
         if ref.is_dir:
             digest.update(posixpath.relpath(file, ref.path).encode() + b"\0")
-        file_digest = hashlib.sha256()
-        with ref.fs.open(file, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                file_digest.update(chunk)
-        digest.update(file_digest.digest())
-    value = f"{FINGERPRINT_ALGO}:{digest.hexdigest()}"
+        digest.update(_file_digest(ref, file, algo))
+    value = f"{algo}:{digest.hexdigest()}"
     _cache[key] = value
     return value
+
+
+def same_content(recorded: str | None, uri_or_ref: str | DatasetRef) -> bool:
+    """Whether ``uri_or_ref`` still holds the data ``recorded`` was computed from (in its own algorithm)."""
+    algo = algorithm_of(recorded)
+    return algo is not None and fingerprint(uri_or_ref, algorithm=algo) == recorded

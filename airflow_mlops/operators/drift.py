@@ -230,7 +230,7 @@ class EvidentlyDetectDriftOperator(BaseOperator):
                 scripts=[split_uri(result.html_uri)[1]],
             )
             recorded_fp = (mv.tags or {}).get(TAG_DATASET_FINGERPRINT)
-            if recorded_fp and result.reference_fingerprint and recorded_fp != result.reference_fingerprint:
+            if recorded_fp and result.reference_fingerprint and not self._same_reference(recorded_fp, result):
                 self.log.warning(
                     "Reference data %s changed since model %s v%s was trained (fingerprint %s, trained on %s)",
                     reference_uri, name, mv.version, result.reference_fingerprint, recorded_fp,
@@ -335,6 +335,17 @@ class EvidentlyDetectDriftOperator(BaseOperator):
             return None
         names = [n for n in (names or []) if isinstance(n, str)]
         return names or None
+
+    @staticmethod
+    def _same_reference(recorded_fp: str, result: Any) -> bool:
+        """Whether the reference is the model's training data (recomputed in the recorded fingerprint's algorithm)."""
+        from airflow_mlops.core.lineage import algorithm_of, same_content
+
+        if recorded_fp == result.reference_fingerprint:
+            return True
+        if algorithm_of(recorded_fp) in (None, algorithm_of(result.reference_fingerprint)):
+            return False
+        return same_content(recorded_fp, result.reference_uri)
 
     def _log_history(
         self,

@@ -6,7 +6,13 @@ import pytest
 
 from airflow_mlops.core import data
 from airflow_mlops.core.lineage import fingerprint
-from airflow_mlops.exceptions import DatasetError, DatasetNotFound, EmptyDatasetError, SchemaMismatch
+from airflow_mlops.exceptions import (
+    DatasetError,
+    DatasetNotFound,
+    EmptyDatasetError,
+    MlopsConfigError,
+    SchemaMismatch,
+)
 
 
 @pytest.fixture
@@ -81,11 +87,40 @@ def test_fingerprint_is_content_based_and_stable(tmp_path, frame):
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "a.parquet").write_bytes((tmp_path / "a.parquet").read_bytes())
     fp = fingerprint(str(tmp_path / "a.parquet"))
-    assert fp.startswith("sha256:") and len(fp) == 7 + 64
+    assert fp.startswith("xxh3:") and len(fp) == 5 + 32  # xxh3-128 by default
     assert fingerprint(str(tmp_path / "copy" / "a.parquet")) == fp  # same bytes, other place
     assert fingerprint(str(tmp_path / "a.parquet")) == fp
     frame.iloc[:-1].to_parquet(tmp_path / "a.parquet")
     assert fingerprint(str(tmp_path / "a.parquet")) != fp
+
+
+def test_fingerprint_algorithm_option_and_recorded_values_compare_in_their_own(tmp_path, frame, monkeypatch):
+    import hashlib
+
+    from airflow_mlops.core.lineage import algorithm_of, same_content
+    from airflow_mlops.settings import get_settings
+
+    frame.to_parquet(tmp_path / "a.parquet")
+    uri = str(tmp_path / "a.parquet")
+    fast = fingerprint(uri)
+    slow = fingerprint(uri, algorithm="sha256")
+    assert slow == "sha256:" + hashlib.sha256(hashlib.sha256((tmp_path / "a.parquet").read_bytes()).digest()).hexdigest()
+    assert (algorithm_of(fast), algorithm_of(slow), algorithm_of("md5:x"), algorithm_of(None)) == (
+        "xxh3", "sha256", None, None
+    )
+    assert same_content(slow, uri) and same_content(fast, uri)  # a value recorded under either setting
+    assert not same_content("sha256:" + "0" * 64, uri) and not same_content("", uri)
+    monkeypatch.setenv("AIRFLOW__MLOPS__FINGERPRINT_ALGORITHM", "sha256")
+    get_settings.cache_clear()
+    try:
+        assert fingerprint(uri) == slow
+        monkeypatch.setenv("AIRFLOW__MLOPS__FINGERPRINT_ALGORITHM", "md5")
+        get_settings.cache_clear()
+        with pytest.raises(MlopsConfigError, match=r"fingerprint_algorithm to one of xxh3, sha256"):
+            fingerprint(uri)
+    finally:
+        monkeypatch.delenv("AIRFLOW__MLOPS__FINGERPRINT_ALGORITHM")
+        get_settings.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------- issue 14

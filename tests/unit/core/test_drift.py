@@ -69,7 +69,7 @@ def test_drift_names_the_shifted_columns_and_writes_reports(data, tmp_path):
     assert "<html" in (report / "drift.html").read_text()[:2000].lower()
     stored = json.loads((report / "result.json").read_text())
     assert stored["drifted_columns"] == result.drifted_columns
-    assert stored["reference_fingerprint"].startswith("sha256:")
+    assert stored["reference_fingerprint"].startswith("xxh3:")
     summary = result.summary()
     assert summary["report_uri"] == str(report / "drift.html")
     assert len(json.dumps(summary)) < 2000

@@ -136,7 +136,7 @@ def test_predictions_equal_model_predict_with_passthrough(tmp_path, clf):
     assert (
         manifest["rows"] == 1_234 and manifest["model_version"] == "3" and manifest["model_name"] == "churn"
     )
-    assert manifest["input_fingerprint"].startswith("sha256:")
+    assert manifest["input_fingerprint"].startswith("xxh3:")
     assert manifest["output_schema"] == [
         {"name": "id", "type": "int64"},
         {"name": "prediction", "type": "int64"},
@@ -433,3 +433,36 @@ def test_unknown_model_lists_similar_names_and_unknown_version_lists_versions():
         scoring.resolve_model(client, "models:/churn@production")
     with pytest.raises(ModelNotFound, match=r"version '7' .* \(versions: \[1, 2\]; aliases"):
         scoring.resolve_model(client, "models:/churn/7")
+
+
+# ---------------------------------------------------------------------------------------------- issue 16
+def test_frame_fitted_models_score_through_arrays_only_where_predictions_are_identical(tmp_path, recwarn):
+    """A plain estimator fitted on a frame gets a bare array (sklearn's frame inspection skipped, no warning);
+    a pipeline that picks columns by name keeps getting a frame; both predict exactly what the model does."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    df = _frame(700, seed=3)
+    y = (df.a - df.c > 0).astype(int)
+    plain = LogisticRegression().fit(df[["c", "a", "b"]], y)  # fitted in another column order
+    by_name = make_pipeline(
+        ColumnTransformer([("num", StandardScaler(), ["b", "a"])], remainder="drop"), LogisticRegression()
+    ).fit(df[FEATURES], y)
+    specs = [FeatureSpec(f, "double") for f in FEATURES]
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    batch = table.to_batches()[0]
+    for model, expect_array in ((plain, True), (by_name, False)):
+        used: list[str] = []
+        real = model.predict
+
+        def spy(x, real=real, used=used):
+            used.append("frame" if hasattr(x, "columns") else "array")
+            return real(x)
+
+        predict = scoring._sklearn_predict(model, spy, FEATURES, specs)
+        got = np.concatenate([predict(b) for b in table.to_batches(max_chunksize=128)])
+        np.testing.assert_array_equal(got, real(df[list(model.feature_names_in_)]))
+        assert used[-1] == ("array" if expect_array else "frame"), (model, used)
+        assert predict(batch).shape == (len(df),)
+    assert not [w for w in recwarn if "valid feature names" in str(w.message)]

@@ -82,7 +82,7 @@ def test_passing_suite_writes_reports_and_reads_only_needed_columns(parquet: Pat
     assert result.success and result.rows == 300
     assert result.evaluated == result.successful == 4 and result.failed == ()
     assert result.columns_read == ("id", "age", "country")  # income and unused_blob never read
-    assert result.fingerprint.startswith("sha256:")
+    assert result.fingerprint.startswith("xxh3:")
     summary = result.summary()
     assert summary["success"] is True and summary["status"] == "passed"
     assert summary["report_uri"] == str(report / REPORT_HTML_NAME)
