@@ -44,11 +44,11 @@ def drift_asset_name(model_name: str) -> str:
 
 
 def drift_asset_uri(model_name: str) -> str:
-    return f"mlops://models/{quote(_check_model_name(model_name), safe='-_.~')}/drift"
+    return f"x-mlops://models/{quote(_check_model_name(model_name), safe='-_.~')}/drift"
 
 
 def drift_asset(model_name: str) -> Asset:
-    """The drift Asset of a registered model: name ``mlops-drift-<model>``, uri ``mlops://models/<model>/drift``."""
+    """The drift Asset of a registered model: name ``mlops-drift-<model>``, uri ``x-mlops://models/<model>/drift``."""
     from airflow.sdk import Asset
 
     return Asset(name=drift_asset_name(model_name), uri=drift_asset_uri(model_name))

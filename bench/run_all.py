@@ -146,6 +146,21 @@ HEADLINES: dict[str, Headline] = {
         _key("dag_parse.dag_parse_churn_lifecycle_vs_bare"),
         "same, the local-training lifecycle file alone",
     ),
+    "dag_parse_cold_import_local_lifecycle_s": Headline(
+        "dag_parse",
+        _key("dag_parse.dag_parse_churn_lifecycle_s"),
+        "seconds to parse the local lifecycle file in a fresh interpreter with only Airflow imported",
+    ),
+    "dag_parse_warm_vs_bare_local_lifecycle": Headline(
+        "dag_parse",
+        _key("dag_parse.dag_parse_warm_churn_lifecycle_vs_bare"),
+        "the same parse with the file's imports pre-imported / a bare file likewise (lower is better)",
+    ),
+    "dag_parse_cold_import_gpu_lifecycle_s": Headline(
+        "dag_parse",
+        _key("dag_parse.dag_parse_churn_gpu_lifecycle_s"),
+        "seconds to parse the Kubernetes lifecycle file cold (it imports the Kubernetes provider)",
+    ),
     "training_amp_vs_fp32_throughput": Headline(
         "training",
         _key("training.amp_vs_fp32_throughput_ratio"),

@@ -317,7 +317,7 @@ def case_drift(env: dict[str, Any]) -> Built:
         from tests.hardening.conftest import asset_events
 
         events = asset_events(dag_id)
-        assert len(events) == 1 and events[0][0] == f"mlops://models/{name}/drift", events
+        assert len(events) == 1 and events[0][0] == f"x-mlops://models/{name}/drift", events
 
     scope = Scope(dag_id, experiments=[MODEL_EXPERIMENT], models=[name], roots=[str(reports)])
     return Built(dag, scope, ("drift", -1), check)

@@ -185,7 +185,7 @@ def test_shipped_dags_run_from_the_rest_api_the_scheduler_and_asset_events(mlflo
         ]
         assert by_uri[batch_uri] == [("inference.validate_batch", score_null)]
         assert by_uri[pred_uri] == [("inference.score", score_null)]
-        assert by_uri["mlops://models/churn/drift"] == [("inference.detect_drift", drift_run)]
+        assert by_uri["x-mlops://models/churn/drift"] == [("inference.detect_drift", drift_run)]
 
         # Task logs carry no third-party deprecation floods (skops used to add ~1,100 lines per model load)
         floods = {}

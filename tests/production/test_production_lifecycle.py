@@ -295,7 +295,7 @@ def test_example_lifecycle_on_postgres_celery_and_s3(stack_root: Path):
         figures["asset_events"] = len(events)
         by_run = [(u, t) for u, d, t, r in events if r == train]
         assert by_run == [(f"s3://{stack.bucket}/{base}/train.parquet", "training.validate_data")], events
-        drift = [e for e in events if e[0] == "mlops://models/churn/drift"]
+        drift = [e for e in events if e[0] == "x-mlops://models/churn/drift"]
         assert [(d, t, r) for _, d, t, r in drift] == [("churn_inference", "inference.detect_drift", score)]
         versions = sorted(int(v.version) for v in client.search_model_versions("name = 'churn'"))
         assert versions == [1, 2], versions
