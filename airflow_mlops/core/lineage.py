@@ -1,7 +1,8 @@
-"""Lineage: dataset fingerprints and the tag vocabulary that ties Airflow runs, data, MLflow runs and models.
+"""Lineage: dataset fingerprints and the Airflow identity that tie Airflow runs, data, MLflow runs and models.
 
-Tag keys are defined here once. Every component (training, registry, scoring, drift) writes and reads them
-through these names, so lineage can be walked backwards from a predictions manifest to the training data.
+The tag keys live in :mod:`airflow_mlops.core.tags`; every component (training, registry, scoring, drift) writes
+and reads them through those names, so lineage can be walked backwards from a predictions manifest to the
+training data.
 """
 
 from __future__ import annotations
@@ -14,22 +15,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from airflow_mlops.core.data import DatasetRef, resolve_dataset
+from airflow_mlops.core.tags import (
+    TAG_DAG_ID,
+    TAG_MAP_INDEX,
+    TAG_RUN_ID,
+    TAG_TASK_ID,
+    TAG_TI_KEY,
+    TAG_TRY_NUMBER,
+)
 from airflow_mlops.exceptions import MlopsConfigError
-
-# ---------------------------------------------------------------- tag keys
-TAG_PREFIX = "mlops."
-TAG_DAG_ID = "mlops.airflow.dag_id"
-TAG_RUN_ID = "mlops.airflow.run_id"
-TAG_TASK_ID = "mlops.airflow.task_id"
-TAG_TRY_NUMBER = "mlops.airflow.try_number"
-TAG_MAP_INDEX = "mlops.airflow.map_index"
-TAG_TI_KEY = "mlops.airflow.ti_key"  # dag_id/run_id/task_id/map_index: stable across tries
-TAG_DATASET_URI = "mlops.data.uri"
-TAG_DATASET_FINGERPRINT = "mlops.data.fingerprint"
-TAG_VALIDATION = "mlops.data.validation"  # small JSON summary of the validation result
-TAG_VALIDATION_REPORT = "mlops.data.validation_report"
-TAG_TRAINING_RUN = "mlops.training.run_id"
-TAG_SPEC = "mlops.training.spec"
 
 FINGERPRINT_ALGORITHMS = ("xxh3", "sha256")
 FINGERPRINT_ALGO = "xxh3"  # the default; ``[mlops] fingerprint_algorithm`` chooses

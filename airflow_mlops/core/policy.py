@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_mlops.core.tags import TAG_DRIFT_STATE
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError, ModelNotFound
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TAG_DRIFT_STATE = "mlops.drift.state"
 STATE_SCHEMA = 1
 MAX_HISTORY = 20  # recent checks kept in the state (and replayable by key)
 CAS_ATTEMPTS = 6

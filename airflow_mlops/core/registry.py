@@ -31,12 +31,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from airflow_mlops.core.lineage import (
-    TAG_DATASET_FINGERPRINT,
-    TAG_DATASET_URI,
+from airflow_mlops.core.tags import (
+    HISTORY_TAG_PREFIX,
+    LINEAGE_RUN_TAGS,
+    TAG_ALIAS_MOVE,
+    TAG_GATE_AT,
+    TAG_GATE_BY,
+    TAG_GATE_CHAMPION,
+    TAG_GATE_DECISION,
+    TAG_GATE_REASONS,
+    TAG_GATE_RULES,
+    TAG_REGISTRY_KEY,
     TAG_TRAINING_RUN,
-    TAG_VALIDATION,
-    TAG_VALIDATION_REPORT,
 )
 from airflow_mlops.exceptions import (
     GateRuleError,
@@ -44,19 +50,6 @@ from airflow_mlops.exceptions import (
     ModelNotFound,
     ModelRegistryError,
 )
-
-# ---------------------------------------------------------------- tag keys
-TAG_REGISTRY_KEY = "mlops.registry.key"
-TAG_GATE_DECISION = "mlops.gate.decision"
-TAG_GATE_REASONS = "mlops.gate.reasons"
-TAG_GATE_RULES = "mlops.gate.rules"
-TAG_GATE_CHAMPION = "mlops.gate.compared_to"
-TAG_GATE_AT = "mlops.gate.at"
-TAG_GATE_BY = "mlops.gate.by"
-HISTORY_TAG_PREFIX = "mlops.history."
-
-#: Run tags copied onto the model version at registration.
-LINEAGE_RUN_TAGS = (TAG_DATASET_URI, TAG_DATASET_FINGERPRINT, TAG_VALIDATION, TAG_VALIDATION_REPORT)
 
 _ALIAS_RE = re.compile(r"^[\w\-]+$")
 _VERSION_ALIAS_RE = re.compile(r"^[vV]\d+$")
@@ -791,7 +784,6 @@ def alias_history(client: Any, name: str, alias: str | None = None) -> list[Alia
 # soft-deleted (hidden in the UI; its name stays taken). Whoever comes next completes a move whose mover died
 # between the claim and the copy, so the history never has a hole and never forks.
 LEDGER_EXPERIMENT_PREFIX = "mlops-alias-ledger/"
-TAG_ALIAS_MOVE = "mlops.alias_move"
 _SETTLE_LIMIT = 50
 _MAX_MOVE_ATTEMPTS = 12
 _MAX_LEDGER_NAME = 400
@@ -1144,7 +1136,7 @@ def _run_metrics(client: Any, name: str, mv: Any) -> dict[str, float]:
 
 def _run_task(client: Any, name: str, mv: Any) -> str:
     """The task (classification/regression) the trainer recorded on the version's run."""
-    from airflow_mlops.core.training_spec import TAG_TASK
+    from airflow_mlops.core.tags import TAG_TASK
 
     task = (_get_run(client, mv.run_id).data.tags or {}).get(TAG_TASK) if mv.run_id else None
     if task not in _DEFAULT_GATES:

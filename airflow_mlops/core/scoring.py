@@ -50,6 +50,7 @@ from airflow_mlops.core.storage import (
     to_uri,
     write_json,
 )
+from airflow_mlops.core.tags import PARQUET_MODEL_KEY
 from airflow_mlops.exceptions import (
     DatasetError,
     DatasetNotFound,
@@ -985,7 +986,7 @@ def _score_dataset(
         with atomic_write(output_uri) as handle:
             out = predict(first)
             out_schema = out.schema.with_metadata(
-                {b"mlops.model": f"{model.ref.name}/{model.ref.version}".encode()}
+                {PARQUET_MODEL_KEY: f"{model.ref.name}/{model.ref.version}".encode()}
             )
             pred_names = [n for n in out.schema.names if n not in passthrough]
             writer = pq.ParquetWriter(handle, out_schema, compression="snappy")

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_mlops.core.lineage import (
+from airflow_mlops.core.lineage import AirflowIdentity
+from airflow_mlops.core.tags import (
     TAG_DATASET_FINGERPRINT,
     TAG_DATASET_URI,
+    TAG_MODEL_URI,
     TAG_TI_KEY,
     TAG_TRY_NUMBER,
-    AirflowIdentity,
 )
-from airflow_mlops.core.training_spec import TAG_MODEL_URI
 from airflow_mlops.exceptions import TrainingFailed
 
 VAL_PREFIX = "val_"

@@ -32,46 +32,14 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import Any
 
-from airflow_mlops.core.lineage import (
-    TAG_DAG_ID,
-    TAG_DATASET_FINGERPRINT,
-    TAG_DATASET_URI,
-    TAG_MAP_INDEX,
-    TAG_RUN_ID,
-    TAG_SPEC,
-    TAG_TASK_ID,
-    TAG_TI_KEY,
-    TAG_TRY_NUMBER,
-)
 from airflow_mlops.core.storage import check_uri
+from airflow_mlops.core.tags import (
+    RESERVED_TAGS,
+)
 from airflow_mlops.exceptions import TrainingSpecError, UnsafeUriError
 
 log = logging.getLogger(__name__)
 
-# Tags the trainer writes itself; a spec may not override them.
-TAG_MODEL_URI = "mlops.training.model_uri"
-TAG_MODEL_FAMILY = "mlops.training.family"
-TAG_TASK = "mlops.training.task"
-TAG_CLASSES = "mlops.training.classes"
-TAG_RESUMED_FROM_EPOCH = "mlops.training.resumed_from_epoch"
-RESERVED_TAGS = frozenset(
-    {
-        TAG_DAG_ID,
-        TAG_RUN_ID,
-        TAG_TASK_ID,
-        TAG_TRY_NUMBER,
-        TAG_MAP_INDEX,
-        TAG_TI_KEY,
-        TAG_DATASET_URI,
-        TAG_DATASET_FINGERPRINT,
-        TAG_SPEC,
-        TAG_MODEL_URI,
-        TAG_MODEL_FAMILY,
-        TAG_TASK,
-        TAG_CLASSES,
-        TAG_RESUMED_FROM_EPOCH,
-    }
-)
 MAX_TAG_VALUE = 8000  # MLflow's limit on a tag value
 
 

@@ -11,9 +11,22 @@ from airflow.sdk import BaseOperator
 
 from airflow_mlops.assets import drift_asset, drift_asset_alias
 from airflow_mlops.core.drift import DEFAULT_DRIFT_SHARE, DEFAULT_SEED
-from airflow_mlops.core.lineage import TAG_DATASET_FINGERPRINT, TAG_DATASET_URI, TAG_TI_KEY
 from airflow_mlops.core.policy import RetrainingPolicy
 from airflow_mlops.core.storage import safe_segment
+from airflow_mlops.core.tags import (
+    TAG_DATASET_FINGERPRINT,
+    TAG_DATASET_URI,
+    TAG_DRIFT_COLUMNS,
+    TAG_DRIFT_CURRENT_FINGERPRINT,
+    TAG_DRIFT_CURRENT_URI,
+    TAG_DRIFT_LAST,
+    TAG_DRIFT_MODEL,
+    TAG_DRIFT_REFERENCE_FINGERPRINT,
+    TAG_DRIFT_REFERENCE_URI,
+    TAG_DRIFT_REPORT_URI,
+    TAG_DRIFT_VERSION,
+    TAG_TI_KEY,
+)
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError, ModelNotFound
 from airflow_mlops.links.drift import DriftReportLink
 from airflow_mlops.operators.common import (
@@ -32,9 +45,6 @@ if TYPE_CHECKING:
     from airflow_mlops.core.lineage import AirflowIdentity
 
 DRIFT_EXPERIMENT = "mlops-drift"
-TAG_DRIFT_MODEL = "mlops.drift.model"
-TAG_DRIFT_VERSION = "mlops.drift.model_version"
-TAG_DRIFT_LAST = "mlops.drift.last_check"
 METRIC_DRIFT_SHARE = "drift_share"
 METRIC_DRIFTED_COLUMNS = "drifted_columns"
 
@@ -376,12 +386,12 @@ class EvidentlyDetectDriftOperator(BaseOperator):
             **identity.to_tags(),
             TAG_DRIFT_MODEL: name,
             TAG_DRIFT_VERSION: str(mv.version),
-            "mlops.drift.report_uri": result.html_uri,
-            "mlops.drift.reference_uri": result.reference_uri,
-            "mlops.drift.current_uri": result.current_uri,
-            "mlops.drift.reference_fingerprint": result.reference_fingerprint or "",
-            "mlops.drift.current_fingerprint": result.current_fingerprint or "",
-            "mlops.drift.drifted_columns": json.dumps(result.drifted_columns)[:7000],
+            TAG_DRIFT_REPORT_URI: result.html_uri,
+            TAG_DRIFT_REFERENCE_URI: result.reference_uri,
+            TAG_DRIFT_CURRENT_URI: result.current_uri,
+            TAG_DRIFT_REFERENCE_FINGERPRINT: result.reference_fingerprint or "",
+            TAG_DRIFT_CURRENT_FINGERPRINT: result.current_fingerprint or "",
+            TAG_DRIFT_COLUMNS: json.dumps(result.drifted_columns)[:7000],
         }
         if existing:
             run_id = existing[0].info.run_id

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlops.core.lineage import TAG_TRY_NUMBER
+from airflow_mlops.core.tags import TAG_TRY_NUMBER
 from airflow_mlops.exceptions import MlopsConfigError, ModelGateRejected
 from airflow_mlops.links.base import mlflow_model_version_url, mlflow_run_url, push_link
 from airflow_mlops.links.mlflow import MlflowModelVersionLink, MlflowRunLink

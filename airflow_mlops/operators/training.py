@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlops.core.lineage import TAG_VALIDATION, TAG_VALIDATION_REPORT, AirflowIdentity
+from airflow_mlops.core.lineage import AirflowIdentity
+from airflow_mlops.core.tags import TAG_VALIDATION, TAG_VALIDATION_REPORT
 from airflow_mlops.core.training_result import (
     EXIT_BAD_INPUT,
     IDENTITY_ENV,

@@ -17,22 +17,19 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
-from airflow_mlops.core.lineage import (
+from airflow_mlops.core.lineage import AirflowIdentity
+from airflow_mlops.core.tags import (
+    TAG_CLASSES,
     TAG_DATASET_FINGERPRINT,
     TAG_DATASET_URI,
-    TAG_SPEC,
-    TAG_TRY_NUMBER,
-    AirflowIdentity,
-)
-from airflow_mlops.core.training_result import identity_filter, model_uri_of
-from airflow_mlops.core.training_spec import (
-    MAX_TAG_VALUE,
-    TAG_CLASSES,
     TAG_MODEL_FAMILY,
     TAG_MODEL_URI,
+    TAG_SPEC,
     TAG_TASK,
-    TrainingSpec,
+    TAG_TRY_NUMBER,
 )
+from airflow_mlops.core.training_result import identity_filter, model_uri_of
+from airflow_mlops.core.training_spec import MAX_TAG_VALUE, TrainingSpec
 
 log = logging.getLogger(__name__)
 

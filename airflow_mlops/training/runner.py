@@ -7,13 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_mlops.core.lineage import AirflowIdentity
+from airflow_mlops.core.tags import TAG_PRECISION, TAG_RESUMED_FROM_EPOCH
 from airflow_mlops.core.training_result import model_uri_of
-from airflow_mlops.core.training_spec import (
-    TAG_RESUMED_FROM_EPOCH,
-    ModelFamily,
-    TaskType,
-    TrainingSpec,
-)
+from airflow_mlops.core.training_spec import ModelFamily, TaskType, TrainingSpec
 from airflow_mlops.exceptions import TrainingSpecError
 from airflow_mlops.training import checkpoint as ckpt
 from airflow_mlops.training.data import PreparedData, load_and_split
@@ -171,7 +167,7 @@ def _train_torch(
     )
     mlflow.log_metrics({f"val_{k}": v for k, v in outcome.metrics.items()})
     mlflow.log_metrics({"epochs_completed": outcome.epochs_completed, "best_epoch": outcome.best_epoch})
-    mlflow.set_tag("mlops.training.precision", outcome.precision)
+    mlflow.set_tag(TAG_PRECISION, outcome.precision)
     import torch
 
     net_preds = None

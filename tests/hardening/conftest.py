@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.lineage import TAG_DATASET_FINGERPRINT, TAG_DATASET_URI, TAG_TRY_NUMBER, fingerprint
+from airflow_mlops.core.lineage import fingerprint
+from airflow_mlops.core.tags import TAG_DATASET_FINGERPRINT, TAG_DATASET_URI, TAG_TRY_NUMBER
 
 FEATURES = ["age", "income", "tenure", "score"]
 MODEL_EXPERIMENT = "hardening-models"

@@ -449,7 +449,7 @@ def test_worker_killed_mid_training_then_retry_reattaches_or_replaces_the_pod(
 ) -> None:
     from mlflow import MlflowClient
 
-    from airflow_mlops.core.lineage import TAG_TASK_ID, TAG_TRY_NUMBER
+    from airflow_mlops.core.tags import TAG_TASK_ID, TAG_TRY_NUMBER
 
     dag_id, experiment, epochs = f"faults_worker_killed_{uuid.uuid4().hex[:6]}", "faults-worker-killed", 40
     logical = datetime(2026, 2, 1, tzinfo=UTC)

@@ -297,7 +297,7 @@ def case_sharded_inference(env: dict[str, Any]) -> Built:
 
 
 def case_drift(env: dict[str, Any]) -> Built:
-    from airflow_mlops.core.lineage import TAG_DATASET_URI
+    from airflow_mlops.core.tags import TAG_DATASET_URI
     from airflow_mlops.operators.drift import EvidentlyDetectDriftOperator
 
     dag_id, name = unique("retry_drift"), _champion(env, "hard-drift")

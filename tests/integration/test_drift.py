@@ -14,15 +14,10 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.assets import drift_asset
-from airflow_mlops.core.lineage import TAG_DATASET_FINGERPRINT, TAG_DATASET_URI, fingerprint
-from airflow_mlops.core.policy import (
-    TAG_DRIFT_STATE,
-    DriftCheck,
-    MlflowPolicyStore,
-    PolicyState,
-    RetrainingPolicy,
-)
+from airflow_mlops.core.lineage import fingerprint
+from airflow_mlops.core.policy import DriftCheck, MlflowPolicyStore, PolicyState, RetrainingPolicy
 from airflow_mlops.core.report_owner import read_owner
+from airflow_mlops.core.tags import TAG_DATASET_FINGERPRINT, TAG_DATASET_URI, TAG_DRIFT_STATE
 from airflow_mlops.hooks.mlflow import MlflowHook
 from tests.helpers.airflow import run_dag, task_states, xcom
 

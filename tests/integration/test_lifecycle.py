@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.core.lineage import (
+from airflow_mlops.core.lineage import fingerprint
+from airflow_mlops.core.scoring import manifest_uri_for
+from airflow_mlops.core.tags import (
     TAG_DATASET_FINGERPRINT,
     TAG_DATASET_URI,
     TAG_TRAINING_RUN,
     TAG_VALIDATION,
     TAG_VALIDATION_REPORT,
-    fingerprint,
 )
-from airflow_mlops.core.scoring import manifest_uri_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

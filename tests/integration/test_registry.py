@@ -14,19 +14,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from airflow_mlops.core.lineage import (
-    TAG_DAG_ID,
-    TAG_DATASET_FINGERPRINT,
-    TAG_DATASET_URI,
-    TAG_TASK_ID,
-    TAG_TRAINING_RUN,
-    TAG_VALIDATION,
-    AirflowIdentity,
-)
+from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.registry import (
-    TAG_GATE_DECISION,
-    TAG_GATE_REASONS,
-    TAG_REGISTRY_KEY,
     alias_history,
     get_alias_version,
     promote_if_better,
@@ -36,6 +25,17 @@ from airflow_mlops.core.registry import (
     rollback_alias,
     set_alias,
     settle_duplicates,
+)
+from airflow_mlops.core.tags import (
+    TAG_DAG_ID,
+    TAG_DATASET_FINGERPRINT,
+    TAG_DATASET_URI,
+    TAG_GATE_DECISION,
+    TAG_GATE_REASONS,
+    TAG_REGISTRY_KEY,
+    TAG_TASK_ID,
+    TAG_TRAINING_RUN,
+    TAG_VALIDATION,
 )
 from airflow_mlops.exceptions import GateRuleError, MlopsConfigError, ModelNotFound, ModelRegistryError
 from airflow_mlops.hooks.mlflow import MlflowHook

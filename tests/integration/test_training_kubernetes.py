@@ -193,7 +193,7 @@ def test_gpu_training_pod_logs_run_to_mlflow_and_keeps_the_secret_out(
 ) -> None:
     from mlflow import MlflowClient
 
-    from airflow_mlops.core.lineage import TAG_DATASET_URI, TAG_TASK_ID, TAG_TI_KEY, TAG_TRY_NUMBER
+    from airflow_mlops.core.tags import TAG_DATASET_URI, TAG_TASK_ID, TAG_TI_KEY, TAG_TRY_NUMBER
 
     # A connection with a token: only a secretKeyRef to it may reach the pod (the server ignores the token).
     monkeypatch.setenv(
@@ -353,7 +353,7 @@ def test_spot_reclaimed_pod_is_retried_and_resumes_from_its_checkpoint(
 
     from mlflow import MlflowClient
 
-    from airflow_mlops.core.training_spec import TAG_RESUMED_FROM_EPOCH
+    from airflow_mlops.core.tags import TAG_RESUMED_FROM_EPOCH
 
     epochs = 6
     k8s.inject(Fault.deleted(after_log=f"epoch 2/{epochs}"))

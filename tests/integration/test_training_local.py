@@ -6,7 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from airflow_mlops.core.lineage import TAG_DAG_ID, TAG_DATASET_FINGERPRINT, TAG_TI_KEY, fingerprint
+from airflow_mlops.core.lineage import fingerprint
+from airflow_mlops.core.tags import TAG_DAG_ID, TAG_DATASET_FINGERPRINT, TAG_TI_KEY
 from tests.helpers.airflow import run_dag, xcom
 from tests.unit.training.conftest import make_frame
 

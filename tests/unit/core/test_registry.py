@@ -7,7 +7,6 @@ import json
 import pytest
 
 from airflow_mlops.core.registry import (
-    HISTORY_TAG_PREFIX,
     AliasEvent,
     GateRule,
     _events_from_tags,
@@ -19,6 +18,7 @@ from airflow_mlops.core.registry import (
     previous_version,
     registration_key,
 )
+from airflow_mlops.core.tags import HISTORY_TAG_PREFIX
 from airflow_mlops.exceptions import GateRuleError, MlopsConfigError
 
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from airflow_mlops.core.lineage import TAG_DATASET_URI, TAG_TI_KEY, AirflowIdentity
+from airflow_mlops.core.lineage import AirflowIdentity
+from airflow_mlops.core.tags import TAG_DATASET_URI, TAG_TI_KEY
 from airflow_mlops.core.training_result import (
     TrainingResult,
     entrypoint_args,

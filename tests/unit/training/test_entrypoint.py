@@ -15,16 +15,16 @@ import sys
 
 import pytest
 
-from airflow_mlops.core.lineage import (
+from airflow_mlops.core.lineage import AirflowIdentity, fingerprint
+from airflow_mlops.core.tags import (
     TAG_DATASET_FINGERPRINT,
     TAG_DATASET_URI,
+    TAG_RESUMED_FROM_EPOCH,
     TAG_SPEC,
     TAG_TRY_NUMBER,
-    AirflowIdentity,
-    fingerprint,
 )
 from airflow_mlops.core.training_result import ERROR_MARKER, EXIT_BAD_INPUT, IDENTITY_ENV, find_training_run
-from airflow_mlops.core.training_spec import TAG_RESUMED_FROM_EPOCH, TrainingSpec
+from airflow_mlops.core.training_spec import TrainingSpec
 from airflow_mlops.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration
