@@ -106,3 +106,12 @@ class DriftDetectionError(MlopsError):
 
 class TemplateConfigError(MlopsConfigError):
     """A lifecycle template config (dataclass or YAML file) is invalid."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (at most 300 characters), or its type name when it has none.
+
+    What error messages quote of a library's exception: enough to recognise it, never a whole traceback.
+    """
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:300]

@@ -20,6 +20,7 @@ from airflow_mlops.exceptions import (
     EmptyDatasetError,
     SchemaMismatch,
     ServiceUnreachable,
+    first_line,
 )
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def _open_parquet(ref: DatasetRef, file: str) -> Any:
     except Exception as err:
         _raise_if_transient(err, ref.uri)
         raise DatasetError(
-            f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({_short(err)}). "
+            f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({first_line(err)}). "
             "It may be truncated or corrupt; rewrite it."
         ) from None
     try:
@@ -246,7 +247,7 @@ def _open_csv(ref: DatasetRef, file: str, columns: Sequence[str] | None, block_s
     except Exception as err:
         _raise_if_transient(err, ref.uri)
         raise DatasetError(
-            f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable CSV file ({_short(err)})."
+            f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable CSV file ({first_line(err)})."
         ) from None
     if not columns:  # the whole header: with include_columns only the selected names are in the schema
         names = reader.schema.names
@@ -277,7 +278,7 @@ def iter_batches(
                 _raise_if_transient(err, ref.uri)
                 _reraise_duplicates(ref, file, err)
                 raise DatasetError(
-                    f"dataset {ref.uri}: reading {to_uri(ref.fs, file)} failed ({_short(err)}). "
+                    f"dataset {ref.uri}: reading {to_uri(ref.fs, file)} failed ({first_line(err)}). "
                     "The file may be truncated or corrupt; rewrite it."
                 ) from None
         else:
@@ -289,7 +290,7 @@ def iter_batches(
             except Exception as err:
                 _raise_if_transient(err, ref.uri)
                 raise DatasetError(
-                    f"dataset {ref.uri}: parsing {to_uri(ref.fs, file)} failed ({_short(err)})."
+                    f"dataset {ref.uri}: parsing {to_uri(ref.fs, file)} failed ({first_line(err)})."
                 ) from None
 
 
@@ -311,7 +312,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
                 _raise_if_transient(err, ref.uri)
                 _reraise_duplicates(ref, file, err)
                 raise DatasetError(
-                    f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({_short(err)}). "
+                    f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({first_line(err)}). "
                     "It may be truncated or corrupt; rewrite it."
                 ) from None
             # Reading every column, Arrow keeps duplicated names without complaint.
@@ -325,7 +326,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
             except Exception as err:
                 _raise_if_transient(err, ref.uri)
                 raise DatasetError(
-                    f"dataset {ref.uri}: parsing {to_uri(ref.fs, file)} failed ({_short(err)})."
+                    f"dataset {ref.uri}: parsing {to_uri(ref.fs, file)} failed ({first_line(err)})."
                 ) from None
     if len(tables) == 1:
         return tables[0]
@@ -334,7 +335,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
     except Exception as err:
         _raise_if_transient(err, ref.uri)
         raise DatasetError(
-            f"dataset {ref.uri}: its parts have incompatible schemas ({_short(err)}); rewrite them with one schema."
+            f"dataset {ref.uri}: its parts have incompatible schemas ({first_line(err)}); rewrite them with one schema."
         ) from None
 
 
@@ -347,8 +348,3 @@ def read_frame(
     if not allow_empty and frame.empty:
         raise EmptyDatasetError(f"dataset {ref.uri} is empty (0 rows).")
     return frame
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]

@@ -49,6 +49,7 @@ from airflow_mlops.exceptions import (
     MlopsConfigError,
     ModelNotFound,
     ModelRegistryError,
+    first_line,
 )
 
 _ALIAS_RE = re.compile(r"^[\w\-]+$")
@@ -114,25 +115,44 @@ def check_model_name(name: Any) -> str:
 
 
 # ---------------------------------------------------------------- lookups
+# The one "not found" rule of the provider: every lookup of a registered model, alias or version goes through
+# these functions (the scoring refs, the gate, the sensors and the drift check), so one bad name gets one message.
 def get_registered_model(client: Any, name: str) -> Any:
     """The registered model, or ModelNotFound naming similar existing models."""
     try:
         return client.get_registered_model(name)
     except _mlflow_exception() as err:
         if not _is_not_found(err):
-            raise ModelRegistryError(f"Could not read registered model {name!r}: {err}") from err
-    try:
-        existing = [m.name for m in client.search_registered_models(max_results=100)]
-    except Exception:
-        existing = []
+            raise ModelRegistryError(f"Could not read registered model {name!r}: {first_line(err)}") from None
     raise ModelNotFound(
-        f"Registered model {name!r} does not exist. Existing models: {_listed(existing)}. "
-        "Check the name or register a version first (MlflowRegisterModelOperator)."
+        f"registered model {name!r} does not exist in the MLflow registry{_known_models_hint(client, name)}; "
+        "register a model version under that name first (MlflowRegisterModelOperator), or fix the name."
     )
+
+
+def _known_models_hint(client: Any, name: str) -> str:
+    """`` (did you mean 'churn'?)`` or a few registered model names; empty when the registry cannot say."""
+    import difflib
+
+    try:
+        names = sorted(m.name for m in client.search_registered_models(max_results=1000))
+    except Exception:  # the hint is a courtesy: never hide the not-found error behind another one
+        return ""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if close:
+        return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+    if not names:
+        return " (the registry has no registered models)"
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return f" (registered models: {names[:10]}{more})"
 
 
 def _aliases_of(model: Any) -> dict[str, str]:
     return {str(alias): str(version) for alias, version in (getattr(model, "aliases", None) or {}).items()}
+
+
+def _aliases_text(aliases: Mapping[str, str]) -> str:
+    return ", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())) or "none"
 
 
 def get_alias_version(client: Any, name: str, alias: str) -> str | None:
@@ -156,27 +176,56 @@ def require_alias_version(client: Any, name: str, alias: str) -> str:
     """Like :func:`get_alias_version` but ModelNotFound (listing existing aliases) when the alias is not set."""
     aliases = _aliases_of(get_registered_model(client, name))
     if alias not in aliases:
-        listed = ", ".join(f"{a}->v{v}" for a, v in sorted(aliases.items())) or "none"
         raise ModelNotFound(
-            f"Registered model {name!r} has no alias {alias!r}. Aliases that exist: {listed}. "
-            "Check the alias name or set it first (MlflowSetModelAliasOperator)."
+            f"registered model {name!r} has no alias {alias!r} (aliases: {_aliases_text(aliases)}); promote a "
+            f"version to {alias!r} first (MlflowSetModelAliasOperator) or use models:/{name}/<version>."
         )
     return aliases[alias]
 
 
+def list_versions(client: Any, name: str) -> list[Any]:
+    """Every version of registered model ``name`` (any order); empty when it has none."""
+    try:
+        return list(client.search_model_versions(f"name = {_quote(name)}"))
+    except _mlflow_exception() as err:
+        raise ModelRegistryError(
+            f"Could not list the versions of model {name!r}: {first_line(err)}"
+        ) from None
+
+
+def get_latest_version(client: Any, name: str) -> Any:
+    """The highest version of ``name``; ModelNotFound when the model is unknown or has no versions."""
+    get_registered_model(client, name)  # unknown model -> its own message
+    versions = list_versions(client, name)
+    if not versions:
+        raise ModelNotFound(f"registered model {name!r} has no versions; register one first.")
+    return max(versions, key=lambda v: int(v.version))
+
+
 def get_model_version(client: Any, name: str, version: str) -> Any:
-    """The model version, or ModelNotFound listing the versions that exist."""
+    """The model version, or ModelNotFound listing the versions and aliases that exist."""
     try:
         return client.get_model_version(name, version)
     except _mlflow_exception() as err:
         if not _is_not_found(err):
-            raise ModelRegistryError(f"Could not read version {version} of model {name!r}: {err}") from err
-    get_registered_model(client, name)  # unknown model -> its own message
-    versions = [str(mv.version) for mv in client.search_model_versions(f"name = {_quote(name)}")]
+            raise ModelRegistryError(
+                f"Could not read version {version} of model {name!r}: {first_line(err)}"
+            ) from None
+    aliases = _aliases_of(get_registered_model(client, name))  # unknown model -> its own message
+    try:
+        numbers = sorted(int(mv.version) for mv in list_versions(client, name))
+        known = f"versions: {_listed_numbers(numbers)}; "
+    except ModelRegistryError:
+        known = ""
     raise ModelNotFound(
-        f"Model {name!r} has no version {version}. Versions that exist: "
-        f"{_listed(sorted(versions, key=int)) if versions else 'none'}."
+        f"registered model {name!r} has no version {version} ({known}aliases: {_aliases_text(aliases)}); "
+        "use one of those versions or an alias."
     )
+
+
+def _listed_numbers(numbers: Sequence[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[-_MAX_LISTED:])
+    return f"[{'..., ' if len(numbers) > _MAX_LISTED else ''}{shown}]" if numbers else "none"
 
 
 def _quote(value: str) -> str:

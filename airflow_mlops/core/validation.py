@@ -34,6 +34,7 @@ from airflow_mlops.exceptions import (
     MlopsError,
     SchemaMismatch,
     SuiteError,
+    first_line,
 )
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def load_suite(
             raise
         except Exception as err:
             raise SuiteError(
-                f"suite callable {who} raised {type(err).__name__}: {_first_line(err)}{about}; "
+                f"suite callable {who} raised {type(err).__name__}: {first_line(err)}{about}; "
                 "fix the function that builds the suite."
             ) from err
         return _suite_from_gx(made, name=name, source=f"callable {who}", about=about)
@@ -177,7 +178,7 @@ def _load_suite_file(path: str, *, name: str | None, about: str) -> SuiteSpec:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
         raise SuiteError(
-            f"suite file {path} is not valid JSON{where} ({_first_line(err)}){about}; fix the file, for example "
+            f"suite file {path} is not valid JSON{where} ({first_line(err)}){about}; fix the file, for example "
             "with `python -m json.tool` on it, or re-export the suite from GX."
         ) from None
     source = f"file {path}"
@@ -908,11 +909,6 @@ def _float_or_none(value: Any) -> float | None:
     return None if number is None or math.isnan(number) else round(number, 6)
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return (lines[0] if lines else type(err).__name__)[:300]
-
-
 def _pydantic_errors(err: BaseException) -> str:
     errors = getattr(err, "errors", None)
     if callable(errors):
@@ -924,4 +920,4 @@ def _pydantic_errors(err: BaseException) -> str:
             return "; ".join(f"{k}: {v}" for k, v in list(first.items())[:6])
         except Exception:
             pass
-    return _first_line(err)
+    return first_line(err)

@@ -296,14 +296,14 @@ def test_gate_bad_input_moves_nothing(client, runs):
     )
     with pytest.raises(GateRuleError, match="unknown keys"):
         promote_if_better(client, name, v1, [{"metric": "val_auc", "minimum": 0.5}])
-    with pytest.raises(ModelNotFound, match="has no version 7. Versions that exist: \\['1'\\]"):
+    with pytest.raises(ModelNotFound, match=r"has no version 7 \(versions: \[1\]; aliases: "):
         promote_if_better(client, name, 7, RULES)
-    with pytest.raises(ModelNotFound, match=f"Registered model '{name}-x' does not exist"):
+    with pytest.raises(ModelNotFound, match=f"registered model '{name}-x' does not exist"):
         promote_if_better(client, f"{name}-x", 1, RULES)
     assert client.get_registered_model(name).aliases == {}
     assert TAG_GATE_DECISION not in client.get_model_version(name, v1).tags
     set_alias(client, name, "staging", v1, by="me")
-    with pytest.raises(ModelNotFound, match="has no alias 'champion'. Aliases that exist: staging->v1"):
+    with pytest.raises(ModelNotFound, match=r"has no alias 'champion' \(aliases: staging -> v1\)"):
         rollback_alias(client, name, "champion")
 
 
@@ -468,7 +468,7 @@ def test_sensor_returns_at_once_when_alias_already_moved(airflow_db, client, run
     dag_run = run_dag(dag, expect="failed")
     assert task_states(dag_run) == {"move": "success", "wait": "success", "missing": "failed"}
     assert xcom(dag_run, "move")["moved"] is True and _xcom_str(dag_run, "wait") == v1
-    assert f"Registered model '{name}-nope' does not exist" in dag_run.task_errors["missing"]
+    assert f"registered model '{name}-nope' does not exist" in dag_run.task_errors["missing"]
     assert alias_history(client, name, "champion")[-1].reason == "manual"
 
 

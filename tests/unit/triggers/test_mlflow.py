@@ -100,7 +100,7 @@ def test_unknown_model_gives_an_error_event_not_an_exception(model_with_two_vers
     trigger = MlflowModelAliasTrigger(name=f"{name}-nope", alias="champion", poll_interval=0.05)
     event = asyncio.run(_first_event(trigger))
     assert event.payload["status"] == "error"
-    assert f"Registered model '{name}-nope' does not exist" in event.payload["message"]
+    assert f"registered model '{name}-nope' does not exist" in event.payload["message"]
 
 
 def test_unreachable_server_gives_an_error_event_after_retries(monkeypatch):
