@@ -70,6 +70,7 @@ STACK_ENV_PREFIXES = (
     "GX_",
 )
 
+
 # ------------------------------------------------------------------------------------------------ variables
 def test_every_variable_is_defined_in_env_example_with_the_same_default():
     defined = env_example()

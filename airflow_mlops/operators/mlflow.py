@@ -1,11 +1,12 @@
 """MLflow registry operators: register a trained model, the champion/challenger gate, rollback, manual alias moves.
 
-Thin adapters over :mod:`airflow_mlops.core.registry`: each renders its arguments, opens an
+Thin adapters over :mod:`airflow_mlops.core.registry`, :mod:`~airflow_mlops.core.gate` and
+:mod:`~airflow_mlops.core.aliases`: each renders its arguments, opens an
 :class:`~airflow_mlops.hooks.mlflow.MlflowHook` session, calls one core function, pushes extra-link URLs and
 returns a small XCom dict. Promotion uses MLflow aliases (``champion``/``challenger``), never stages.
 
 Alias moves are safe under concurrency on their own: each move takes the next slot of the model's history
-atomically in MLflow (:func:`airflow_mlops.core.registry.settle`), so concurrent gates never fork the champion
+atomically in MLflow (:func:`airflow_mlops.core.aliases.settle`), so concurrent gates never fork the champion
 history. The operators that move an alias (gate, rollback, manual set) also run in the one-slot pool
 ``[mlops] promotion_pool`` (default ``mlops_promotion``) unless given another ``pool``; the provider's plugin
 creates that pool with one slot when the scheduler starts, if it does not exist.
@@ -201,7 +202,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     Always points ``challenger_alias`` at the candidate; moves ``champion_alias`` only when the candidate passes
     every rule against the current champion's run metrics (with no champion yet: the absolute floors). The decision
     and reasons are tagged on the version (``mlops.gate.*``) and a champion move is appended to the model's
-    history (see :func:`airflow_mlops.core.registry.alias_history`). Runs in the ``[mlops] promotion_pool``.
+    history (see :func:`airflow_mlops.core.aliases.alias_history`). Runs in the ``[mlops] promotion_pool``.
 
     .. code-block:: python
 
@@ -224,7 +225,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     :param rules: List of rules ``{"metric", "min_delta", "greater_is_better", "min", "max"}`` or a JSON string
         of it (templated). ``min_delta`` compares with the champion; ``min``/``max`` are absolute. Required;
         ``[]`` promotes every candidate, ``"default"`` applies the default gate of the task the trainer recorded
-        on the run (:func:`airflow_mlops.core.registry.default_gate_rules`).
+        on the run (:func:`airflow_mlops.core.gate.default_gate_rules`).
     :param on_reject: ``fail`` (default: the task fails with ModelGateRejected), ``skip`` (downstream skips) or
         ``succeed``.
     :param champion_alias: Default ``[mlops] champion_alias`` (templated).
@@ -267,7 +268,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
                 "pass rules=[] to promote every candidate."
             )
         if rules != "default" and not _is_templated(rules):
-            from airflow_mlops.core.registry import parse_rules
+            from airflow_mlops.core.gate import parse_rules
 
             parse_rules(rules)  # a malformed literal rule fails when the DAG is parsed, not at 3 a.m.
         self.version = version
@@ -279,7 +280,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_mlops.core.registry import promote_if_better
+        from airflow_mlops.core.gate import promote_if_better
         from airflow_mlops.settings import get_settings
 
         settings = get_settings()
@@ -369,7 +370,7 @@ class MlflowRollbackModelOperator(_MlflowRegistryOperator):
 
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.registry import rollback_alias
+        from airflow_mlops.core.aliases import rollback_alias
         from airflow_mlops.settings import get_settings
 
         return self._move_alias(
@@ -427,7 +428,7 @@ class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
 
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.registry import set_alias
+        from airflow_mlops.core.aliases import set_alias
 
         return self._move_alias(
             context,

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from airflow_mlops.core.gate import DEFAULT_GATE, GateRule, default_gate_rules
+
 # The core modules the config checks use are light (no heavy library at module level); importing them here puts
 # them in what a process pre-importing the DAG file's imports already has.
 from airflow_mlops.core.policy import RetrainingPolicy
-from airflow_mlops.core.registry import DEFAULT_GATE, GateRule, default_gate_rules
 from airflow_mlops.core.training_spec import (
     DEFAULT_METRICS,
     ModelFamily,
@@ -118,7 +119,7 @@ class GateConfig:
         (``mlops_promotion``, one slot, created by the provider when the scheduler starts).
 
     Leaving out both ``rules`` and ``floors`` applies the default gate of the model's task
-    (:func:`airflow_mlops.core.registry.default_gate_rules`): for classification ``val_roc_auc`` not worse
+    (:func:`airflow_mlops.core.gate.default_gate_rules`): for classification ``val_roc_auc`` not worse
     than the champion and at least 0.65, for regression ``val_rmse`` not worse than the champion and
     ``val_r2`` at least 0 (better than predicting the mean). Give ``rules: []`` and ``floors: []`` to promote
     every candidate.

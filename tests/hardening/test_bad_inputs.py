@@ -216,7 +216,7 @@ def _text_csv(w: World) -> str:
 
 
 def _gate(w: World, rules: Any, version: Any = None, name: str | None = None) -> Any:
-    from airflow_mlops.core.registry import promote_if_better
+    from airflow_mlops.core.gate import promote_if_better
 
     version = (
         version if version is not None else w.client.get_model_version_by_alias(w.model, "challenger").version
@@ -231,13 +231,13 @@ def _register(w: World, **kw: Any) -> Any:
 
 
 def _set_alias(w: World, alias: str, version: Any, name: str | None = None) -> Any:
-    from airflow_mlops.core.registry import set_alias
+    from airflow_mlops.core.aliases import set_alias
 
     return set_alias(w.client, name or w.model, alias, version)
 
 
 def _rollback(w: World, alias: str) -> Any:
-    from airflow_mlops.core.registry import rollback_alias
+    from airflow_mlops.core.aliases import rollback_alias
 
     return rollback_alias(w.client, w.model, alias)
 

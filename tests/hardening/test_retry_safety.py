@@ -216,7 +216,7 @@ def case_promote(env: dict[str, Any]) -> Built:
 
 
 def case_rollback(env: dict[str, Any]) -> Built:
-    from airflow_mlops.core.registry import set_alias
+    from airflow_mlops.core.aliases import set_alias
     from airflow_mlops.operators.mlflow import MlflowRollbackModelOperator
 
     dag_id, name = unique("retry_rollback"), unique("hard-rollback")
@@ -234,7 +234,7 @@ def case_rollback(env: dict[str, Any]) -> Built:
 
 
 def case_set_alias(env: dict[str, Any]) -> Built:
-    from airflow_mlops.core.registry import set_alias
+    from airflow_mlops.core.aliases import set_alias
     from airflow_mlops.operators.mlflow import MlflowSetModelAliasOperator
 
     dag_id, name = unique("retry_set_alias"), unique("hard-alias")

@@ -49,7 +49,9 @@ def test_an_empty_promotion_pool_setting_turns_the_default_off(monkeypatch):
     monkeypatch.setenv("AIRFLOW__MLOPS__PROMOTION_POOL", "")
     get_settings.cache_clear()
     try:
-        assert MlflowPromoteModelOperator(task_id="gate", name="m", version=1, rules=[]).pool == "default_pool"
+        assert (
+            MlflowPromoteModelOperator(task_id="gate", name="m", version=1, rules=[]).pool == "default_pool"
+        )
     finally:
         monkeypatch.delenv("AIRFLOW__MLOPS__PROMOTION_POOL")
         get_settings.cache_clear()

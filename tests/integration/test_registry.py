@@ -14,16 +14,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from airflow_mlops.core.aliases import alias_history, rollback_alias, set_alias
+from airflow_mlops.core.gate import promote_if_better
 from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.registry import (
-    alias_history,
     get_alias_version,
-    promote_if_better,
     register_model_version,
     registration_key,
     resolve_model_source,
-    rollback_alias,
-    set_alias,
     settle_duplicates,
 )
 from airflow_mlops.core.tags import (

@@ -15,15 +15,10 @@ from typing import Any
 
 import pytest
 
+from airflow_mlops.core.aliases import alias_history, rollback_alias, set_alias
+from airflow_mlops.core.gate import promote_if_better
 from airflow_mlops.core.lineage import AirflowIdentity
-from airflow_mlops.core.registry import (
-    alias_history,
-    get_alias_version,
-    promote_if_better,
-    resolve_model_source,
-    rollback_alias,
-    set_alias,
-)
+from airflow_mlops.core.registry import get_alias_version, resolve_model_source
 from airflow_mlops.hooks.mlflow import MlflowHook
 
 pytestmark = pytest.mark.integration

@@ -370,7 +370,9 @@ class ProductionStack(StartedInWith):
         tree holds it. Raises when no worker holds it, so the test never kills an idle worker.
         """
         pid = ti.get("pid")
-        workers = {n: p.proc.pid for n, p in self.procs.items() if n.startswith("worker") and p.proc is not None}
+        workers = {
+            n: p.proc.pid for n, p in self.procs.items() if n.startswith("worker") and p.proc is not None
+        }
         for name, root in workers.items():
             tree = _descendants(root)
             if pid in tree or (pid is None and len(tree) > 2):

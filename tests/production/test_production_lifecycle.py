@@ -193,7 +193,9 @@ def test_example_lifecycle_on_postgres_celery_and_s3(stack_root: Path):
 
         def train_running() -> Any:
             tis = _tis(stack, "churn_training", train)
-            failed = {t: v["state"] for t, v in tis.items() if v.get("state") in ("failed", "upstream_failed")}
+            failed = {
+                t: v["state"] for t, v in tis.items() if v.get("state") in ("failed", "upstream_failed")
+            }
             assert not failed, f"churn_training failed before training.train ran: {failed}\n{stack.tails()}"
             ti = tis.get("training.train", {})
             return ti if ti.get("state") == "running" and ti.get("pid") else None

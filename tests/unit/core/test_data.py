@@ -104,9 +104,16 @@ def test_fingerprint_algorithm_option_and_recorded_values_compare_in_their_own(t
     uri = str(tmp_path / "a.parquet")
     fast = fingerprint(uri)
     slow = fingerprint(uri, algorithm="sha256")
-    assert slow == "sha256:" + hashlib.sha256(hashlib.sha256((tmp_path / "a.parquet").read_bytes()).digest()).hexdigest()
+    assert (
+        slow
+        == "sha256:"
+        + hashlib.sha256(hashlib.sha256((tmp_path / "a.parquet").read_bytes()).digest()).hexdigest()
+    )
     assert (algorithm_of(fast), algorithm_of(slow), algorithm_of("md5:x"), algorithm_of(None)) == (
-        "xxh3", "sha256", None, None
+        "xxh3",
+        "sha256",
+        None,
+        None,
     )
     assert same_content(slow, uri) and same_content(fast, uri)  # a value recorded under either setting
     assert not same_content("sha256:" + "0" * 64, uri) and not same_content("", uri)

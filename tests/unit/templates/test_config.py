@@ -145,7 +145,7 @@ def test_templated_spec_values_are_left_to_run_time(tmp_path):
 
 
 def test_default_gate_by_task():
-    from airflow_mlops.core.registry import default_gate_rules
+    from airflow_mlops.core.gate import default_gate_rules
 
     assert default_gate_rules("classification") == [
         {"metric": "val_roc_auc", "min_delta": 0.0, "greater_is_better": True},
@@ -180,7 +180,7 @@ def test_templates_in_fields_that_render_as_text_only_are_rejected(tmp_path):
 
 
 def test_gate_rule_objects_become_plain_rules():
-    from airflow_mlops.core.registry import GateRule
+    from airflow_mlops.core.gate import GateRule
 
     cfg = LifecycleConfig.from_dict(BASE)
     gate = dataclasses.replace(cfg.gate, rules=[GateRule("val_roc_auc", min_delta=0.0)], floors=[])
