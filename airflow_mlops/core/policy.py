@@ -370,3 +370,18 @@ class MlflowPolicyStore:
 
     def _backoff(self, attempt: int) -> None:
         time.sleep(self.sleep * (attempt + 1))
+
+
+def confirmed_drift_since(
+    client: Any, model_name: str, since: float, *, require_emitted: bool = False
+) -> dict[str, Any] | None:
+    """The newest confirmed drift of ``model_name`` recorded at or after ``since`` (epoch seconds), else None.
+
+    What the drift sensor pokes and its trigger polls.
+    """
+    confirmed = MlflowPolicyStore(client, model_name).load().last_confirmed
+    if not confirmed or float(confirmed.get("at", 0)) < since:
+        return None
+    if require_emitted and not confirmed.get("emitted"):
+        return None
+    return {"model_name": model_name, **confirmed}

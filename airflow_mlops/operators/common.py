@@ -1,4 +1,7 @@
-"""Helpers every airflow-mlops operator shares: task identity, the MLflow hook of a task, retry semantics."""
+"""Helpers every airflow-mlops operator shares: task identity, retry semantics, rendered optional values.
+
+The MLflow hook of a task is :class:`airflow_mlops.operators.base.MlflowBaseOperator`'s.
+"""
 
 from __future__ import annotations
 
@@ -27,13 +30,12 @@ def identity_from_context(context: Context) -> AirflowIdentity:
     )
 
 
-def resolve_mlflow_conn_id(conn_id: str | None) -> str:
-    """An explicit connection id, else the ``[mlops] mlflow_conn_id`` option."""
-    if conn_id:
-        return conn_id
-    from airflow_mlops.settings import get_settings
-
-    return get_settings().mlflow_conn_id
+def optional_text(value: Any) -> str | None:
+    """A rendered template of 'no value' (``''``, ``'None'``, ``'null'``) is None; anything else its stripped text."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in {"", "None", "none", "null"} else text
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -1,55 +1,34 @@
-"""EvidentlyDetectDriftOperator: Evidently drift check of a registered model's data, retraining events by policy."""
+"""EvidentlyDetectDriftOperator: Evidently drift check of a registered model's data, retraining events by policy.
+
+The check itself (version lookup, lineage, signature, the MLflow history run, the policy step) is
+:func:`airflow_mlops.core.model_drift.check_model_drift`; the operator adds the report link and the asset event.
+"""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseOperator
 
 from airflow_mlops.assets import drift_asset, drift_asset_alias
 from airflow_mlops.core.drift import DEFAULT_DRIFT_SHARE, DEFAULT_SEED
 from airflow_mlops.core.policy import RetrainingPolicy
 from airflow_mlops.core.storage import safe_segment
-from airflow_mlops.core.tags import (
-    TAG_DATASET_FINGERPRINT,
-    TAG_DATASET_URI,
-    TAG_DRIFT_COLUMNS,
-    TAG_DRIFT_CURRENT_FINGERPRINT,
-    TAG_DRIFT_CURRENT_URI,
-    TAG_DRIFT_LAST,
-    TAG_DRIFT_MODEL,
-    TAG_DRIFT_REFERENCE_FINGERPRINT,
-    TAG_DRIFT_REFERENCE_URI,
-    TAG_DRIFT_REPORT_URI,
-    TAG_DRIFT_VERSION,
-    TAG_TI_KEY,
-)
-from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError, ModelNotFound
+from airflow_mlops.exceptions import MlopsConfigError
 from airflow_mlops.links.drift import DriftReportLink
+from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import (
     emitted_before,
     fail_fast,
     identity_from_context,
-    resolve_mlflow_conn_id,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
-    from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
 
     from airflow_mlops.core.drift import DriftResult
-    from airflow_mlops.core.lineage import AirflowIdentity
-
-DRIFT_EXPERIMENT = "mlops-drift"
-METRIC_DRIFT_SHARE = "drift_share"
-METRIC_DRIFTED_COLUMNS = "drifted_columns"
 
 
-class EvidentlyDetectDriftOperator(BaseOperator):
+class EvidentlyDetectDriftOperator(MlflowBaseOperator):
     """
     Check a registered model's current data for drift with Evidently and emit a retraining event by policy.
 
@@ -147,7 +126,7 @@ class EvidentlyDetectDriftOperator(BaseOperator):
         if emit_events:
             outlets = [*outlets, alias] if alias not in outlets else outlets
             inlets = [*inlets, alias] if alias not in inlets else inlets  # read back past events (dedupe)
-        super().__init__(outlets=outlets, inlets=inlets, **kwargs)
+        super().__init__(outlets=outlets, inlets=inlets, mlflow_conn_id=mlflow_conn_id, **kwargs)
         if not 0 < float(drift_share) <= 1:
             raise MlopsConfigError(
                 f"drift_share={drift_share!r} must be in (0, 1]; 0.5 means half the columns."
@@ -172,51 +151,41 @@ class EvidentlyDetectDriftOperator(BaseOperator):
         self.seed = int(seed)
         self.policy = RetrainingPolicy.from_obj(policy)
         self.emit_events = emit_events
-        self.mlflow_conn_id = mlflow_conn_id
 
     # ------------------------------------------------------------------------------------------ execute
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.drift import detect_drift
-        from airflow_mlops.core.policy import DriftCheck, MlflowPolicyStore
-        from airflow_mlops.core.report_owner import split_uri, write_owner
+        from airflow_mlops.core.model_drift import check_model_drift
         from airflow_mlops.core.storage import join_uri
-        from airflow_mlops.hooks.mlflow import MlflowHook
         from airflow_mlops.links.base import push_link, report_view_url
         from airflow_mlops.settings import get_settings
 
         settings = get_settings()
         identity = identity_from_context(context)
-        if not self.model_name or not str(self.model_name).strip():
-            raise MlopsConfigError("model_name rendered empty; give the registered model name.")
-        name = str(self.model_name).strip()
-        hook = MlflowHook(resolve_mlflow_conn_id(self.mlflow_conn_id))
-        with hook.session() as client:
-            mv = self._model_version(client, name, settings.champion_alias)
-            reference_uri = self.reference_uri or self._reference_from_lineage(client, mv)
-            columns = self.columns or self._signature_columns(mv)
-            report_uri = self.report_uri or join_uri(
-                settings.report_base_uri,
-                "drift",
-                safe_segment(name),
-                safe_segment(identity.dag_id),  # run ids repeat across DAGs: one folder per DAG run
-                safe_segment(identity.run_id),
-                safe_segment(
-                    identity.task_id if identity.map_index < 0 else f"{identity.task_id}.{identity.map_index}"
-                ),
-            )
-            self.log.info(
-                "::group::Drift check of %s v%s: %s vs reference %s",
+        name = str(self.model_name or "").strip()
+        report_uri = self.report_uri or join_uri(
+            settings.report_base_uri,
+            "drift",
+            safe_segment(name or "_"),
+            safe_segment(identity.dag_id),  # run ids repeat across DAGs: one folder per DAG run
+            safe_segment(identity.run_id),
+            safe_segment(
+                identity.task_id if identity.map_index < 0 else f"{identity.task_id}.{identity.map_index}"
+            ),
+        )
+        with self.mlflow_hook.session() as client:
+            checked = check_model_drift(
+                client,
                 name,
-                mv.version,
                 self.current_uri,
-                reference_uri,
-            )
-            result = detect_drift(
-                reference_uri,
-                self.current_uri,
+                identity=identity,
                 report_uri=report_uri,
-                columns=columns,
+                policy=self.policy,
+                model_version=self.model_version,
+                model_alias=self.model_alias or settings.champion_alias,
+                reference_uri=self.reference_uri or None,
+                columns=self.columns,
+                log=self.log,
                 categorical_columns=self.categorical_columns,
                 prediction_column=self.prediction_column or None,
                 reference_predictions_uri=self.reference_predictions_uri or None,
@@ -226,50 +195,10 @@ class EvidentlyDetectDriftOperator(BaseOperator):
                 stattest_threshold=self.stattest_threshold,
                 sample_size=settings.drift_sample_size if self.sample_size is None else int(self.sample_size),
                 seed=self.seed,
-                report_metadata={
-                    "model_name": name,
-                    "model_version": mv.version,
-                    "check_key": identity.ti_key,
-                },
             )
-            self.log.info("::endgroup::")
-            # The report viewer serves the files to readers of this DAG only; Evidently's HTML needs its scripts.
-            write_owner(
-                identity,
-                [result.html_uri, result.json_uri, result.result_uri],
-                scripts=[split_uri(result.html_uri)[1]],
-            )
-            recorded_fp = (mv.tags or {}).get(TAG_DATASET_FINGERPRINT)
-            if recorded_fp and result.reference_fingerprint and not self._same_reference(recorded_fp, result):
-                self.log.warning(
-                    "Reference data %s changed since model %s v%s was trained (fingerprint %s, trained on %s)",
-                    reference_uri, name, mv.version, result.reference_fingerprint, recorded_fp,
-                )  # fmt: skip
-            run_id = self._log_history(client, name, mv, result, identity)
-            store = MlflowPolicyStore(client, name)
-            check = DriftCheck(
-                key=identity.ti_key,
-                version=str(mv.version),
-                drifted=result.drift_detected,
-                share=result.drift_share,
-                report_uri=result.html_uri,
-                extra={"current_uri": result.current_uri, "mlflow_run_id": run_id},
-            )
-            state, decision = store.apply(self.policy, check)
+        result, decision = checked.drift, checked.decision
         push_link(context, DriftReportLink, report_view_url(result.html_uri))
-
-        summary: dict[str, Any] = {
-            "model_name": name,
-            "model_version": str(mv.version),
-            **result.summary(),
-            "confirmed": decision.confirmed,
-            "emitted": False,
-            "policy_reason": decision.reason,
-            "consecutive": decision.consecutive,
-            "replayed": decision.replayed,
-            "mlflow_run_id": run_id,
-            "check_key": identity.ti_key,
-        }
+        summary = checked.to_summary()
         if decision.replayed:
             self.log.info(
                 "Check %s was already recorded by an earlier try: replaying its decision", identity.ti_key
@@ -282,153 +211,13 @@ class EvidentlyDetectDriftOperator(BaseOperator):
                     "The drift event of check %s was already emitted; not emitting again", identity.ti_key
                 )
             else:
-                self._emit(context, name, str(mv.version), result, summary)
+                self._emit(context, name, checked.model_version, result, summary)
                 summary["emitted"] = True
         self.log.info(
             "Drift share %.3f, drifted %s, confirmed=%s, emitted=%s (%s)",
             result.drift_share, result.drifted_columns, decision.confirmed, summary["emitted"], decision.reason,
         )  # fmt: skip
         return summary
-
-    # ------------------------------------------------------------------------------------------ helpers
-    def _model_version(self, client: MlflowClient, name: str, default_alias: str) -> ModelVersion:
-        from mlflow.exceptions import MlflowException
-
-        from airflow_mlops.core.scoring import resolve_model
-
-        # The same resolution as batch inference: ModelNotFound lists similar model names, the model's
-        # aliases or its versions.
-        version = str(self.model_version).strip() if self.model_version else None
-        ref = resolve_model(
-            client,
-            f"models:/{name}/{version}" if version else f"models:/{name}@{self.model_alias or default_alias}",
-        )
-        try:
-            return client.get_model_version(name, ref.version)
-        except MlflowException as err:
-            what = (
-                f"version {self.model_version}"
-                if self.model_version
-                else f"alias {self.model_alias or default_alias!r}"
-            )
-            raise ModelNotFound(
-                f"registered model {name!r} has no {what} ({err.error_code}); register the model and set the "
-                "alias, or pass model_version=."
-            ) from None
-
-    def _reference_from_lineage(self, client: MlflowClient, mv: ModelVersion) -> str:
-        uri = (mv.tags or {}).get(TAG_DATASET_URI)
-        if not uri and mv.run_id:
-            try:
-                uri = client.get_run(mv.run_id).data.tags.get(TAG_DATASET_URI)
-            except Exception as err:  # the run may have been deleted; the error below says what to do
-                self.log.warning(
-                    "Could not read training run %s of %s v%s: %s", mv.run_id, mv.name, mv.version, err
-                )
-        if not uri:
-            raise DriftDetectionError(
-                f"model {mv.name!r} v{mv.version} records no training dataset (tag {TAG_DATASET_URI!r} on the "
-                f"version or its run {mv.run_id}); pass reference_uri= with the data it was trained on."
-            )
-        return str(uri)
-
-    def _signature_columns(self, mv: ModelVersion) -> list[str] | None:
-        try:
-            from mlflow.models import get_model_info
-
-            signature = get_model_info(f"models:/{mv.name}/{mv.version}").signature
-            names = signature.inputs.input_names() if signature is not None and signature.inputs else None
-        except Exception as err:  # no signature / not a model format we know: compare shared columns
-            self.log.info(
-                "No usable signature on %s v%s (%s); comparing shared columns", mv.name, mv.version, err
-            )
-            return None
-        names = [n for n in (names or []) if isinstance(n, str)]
-        return names or None
-
-    @staticmethod
-    def _same_reference(recorded_fp: str, result: Any) -> bool:
-        """Whether the reference is the model's training data (recomputed in the recorded fingerprint's algorithm)."""
-        from airflow_mlops.core.lineage import algorithm_of, same_content
-
-        if recorded_fp == result.reference_fingerprint:
-            return True
-        if algorithm_of(recorded_fp) in (None, algorithm_of(result.reference_fingerprint)):
-            return False
-        return same_content(recorded_fp, result.reference_uri)
-
-    def _log_history(
-        self,
-        client: MlflowClient,
-        name: str,
-        mv: ModelVersion,
-        result: DriftResult,
-        identity: AirflowIdentity,
-    ) -> str:
-        """Log the drift share against the model version in one MLflow run per check (reused on retries)."""
-        experiment_id = None
-        if mv.run_id:
-            try:
-                experiment_id = client.get_run(mv.run_id).info.experiment_id
-            except Exception:
-                experiment_id = None
-        if experiment_id is None:
-            experiment = client.get_experiment_by_name(DRIFT_EXPERIMENT)
-            experiment_id = (
-                experiment.experiment_id if experiment else client.create_experiment(DRIFT_EXPERIMENT)
-            )
-        existing = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{TAG_TI_KEY}` = '{identity.ti_key}' and tags.`{TAG_DRIFT_MODEL}` = '{name}'",
-            max_results=1,
-        )
-        tags = {
-            **identity.to_tags(),
-            TAG_DRIFT_MODEL: name,
-            TAG_DRIFT_VERSION: str(mv.version),
-            TAG_DRIFT_REPORT_URI: result.html_uri,
-            TAG_DRIFT_REFERENCE_URI: result.reference_uri,
-            TAG_DRIFT_CURRENT_URI: result.current_uri,
-            TAG_DRIFT_REFERENCE_FINGERPRINT: result.reference_fingerprint or "",
-            TAG_DRIFT_CURRENT_FINGERPRINT: result.current_fingerprint or "",
-            TAG_DRIFT_COLUMNS: json.dumps(result.drifted_columns)[:7000],
-        }
-        if existing:
-            run_id = existing[0].info.run_id
-            for key, value in tags.items():
-                client.set_tag(run_id, key, value)
-        else:
-            run_id = client.create_run(
-                experiment_id, tags=tags, run_name=f"drift-{name}-v{mv.version}"
-            ).info.run_id
-        model_id = getattr(mv, "model_id", None)
-        now_ms = int(time.time() * 1000)
-        client.log_metric(
-            run_id, METRIC_DRIFT_SHARE, float(result.drift_share), timestamp=now_ms, model_id=model_id
-        )
-        client.log_metric(
-            run_id,
-            METRIC_DRIFTED_COLUMNS,
-            float(len(result.drifted_columns)),
-            timestamp=now_ms,
-            model_id=model_id,
-        )
-        client.set_terminated(run_id)
-        client.set_model_version_tag(
-            name,
-            str(mv.version),
-            TAG_DRIFT_LAST,
-            json.dumps(
-                {
-                    "at": round(time.time(), 3),
-                    "drift_share": round(result.drift_share, 6),
-                    "drift_detected": result.drift_detected,
-                    "report_uri": result.html_uri,
-                    "run_id": run_id,
-                }
-            ),
-        )
-        return run_id
 
     def _emit(
         self, context: Context, name: str, version: str, result: DriftResult, summary: Mapping[str, Any]

@@ -18,21 +18,14 @@ from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import MlopsConfigError
 from airflow_mlops.links.inference import BatchInferenceModelLink
+from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
-    from airflow_mlops.hooks.mlflow import MlflowHook
 
 PREDICTIONS_ASSET_ALIAS = "mlops-predictions"
-
-
-def _hook(conn_id: str | None) -> MlflowHook:
-    from airflow_mlops.hooks.mlflow import MlflowHook
-    from airflow_mlops.operators.common import resolve_mlflow_conn_id
-
-    return MlflowHook(resolve_mlflow_conn_id(conn_id))
 
 
 def _publish(operator: BaseOperator, context: Context, output_uri: str, extra: dict[str, Any]) -> None:
@@ -96,7 +89,7 @@ def _as_list(value: Any, what: str) -> list[str] | None:
     raise MlopsConfigError(f"{what} must be a list of strings or a comma-separated string, not {value!r}.")
 
 
-class BatchInferenceOperator(BaseOperator):
+class BatchInferenceOperator(MlflowBaseOperator):
     """
     Score a dataset with a registered model version and write predictions exactly once.
 
@@ -168,7 +161,7 @@ class BatchInferenceOperator(BaseOperator):
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)  # so ``score.output["model_version"]`` works downstream
         _default_outlets(kwargs)
-        super().__init__(**kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
         if flavor not in ("auto", "native", "pyfunc"):
             raise MlopsConfigError(f"flavor {flavor!r} is not one of 'auto', 'native', 'pyfunc'.")
         if batch_size is not None and int(batch_size) < 1:
@@ -184,7 +177,6 @@ class BatchInferenceOperator(BaseOperator):
         self.feature_columns = feature_columns
         self.force = force
         self.progress_interval = progress_interval
-        self.mlflow_conn_id = mlflow_conn_id
 
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
@@ -192,7 +184,7 @@ class BatchInferenceOperator(BaseOperator):
         from airflow_mlops.links.base import mlflow_model_version_url, push_link
         from airflow_mlops.settings import get_settings
 
-        hook = _hook(self.mlflow_conn_id)
+        hook = self.mlflow_hook
         batch_size = int(self.batch_size or get_settings().inference_batch_size)
         with hook.session() as client:
             result = run_batch_inference(
@@ -225,7 +217,7 @@ class BatchInferenceOperator(BaseOperator):
         return summary
 
 
-class BatchInferencePlanOperator(BaseOperator):
+class BatchInferencePlanOperator(MlflowBaseOperator):
     """
     Pin the model version once and split a dataset folder into shards for mapped scoring tasks.
 
@@ -270,21 +262,20 @@ class BatchInferencePlanOperator(BaseOperator):
         mlflow_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
         if num_shards is not None and int(num_shards) < 1:
             raise MlopsConfigError(f"num_shards must be at least 1, not {num_shards!r}.")
         self.model_uri = model_uri
         self.input_uri = input_uri
         self.output_uri = output_uri
         self.num_shards = num_shards
-        self.mlflow_conn_id = mlflow_conn_id
 
     @fail_fast
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_mlops.core.scoring import plan_shards, resolve_model
         from airflow_mlops.links.base import mlflow_model_version_url, push_link
 
-        hook = _hook(self.mlflow_conn_id)
+        hook = self.mlflow_hook
         with hook.session() as client:
             ref = resolve_model(client, self.model_uri)
         shards = plan_shards(self.input_uri, self.output_uri, model_uri=ref.uri, num_shards=self.num_shards)
@@ -295,7 +286,7 @@ class BatchInferencePlanOperator(BaseOperator):
         return [s.to_kwargs() for s in shards]
 
 
-class BatchInferenceCombineOperator(BaseOperator):
+class BatchInferenceCombineOperator(MlflowBaseOperator):
     """
     Combine the parts of a sharded scoring job into one dataset (the ``output_uri`` folder).
 
@@ -307,19 +298,19 @@ class BatchInferenceCombineOperator(BaseOperator):
     :param output_uri: The folder the shards wrote into (templated).
     :param shards: The mapped scoring task's output (summaries with ``output_uri``) or the part URIs
         (templated; pass ``score.output``).
+    :param mlflow_conn_id: MLflow connection, for the model link; default ``[mlops] mlflow_conn_id`` (templated).
     """
 
-    template_fields: Sequence[str] = ("output_uri", "shards")
+    template_fields: Sequence[str] = ("output_uri", "shards", "mlflow_conn_id")
     operator_extra_links = (BatchInferenceModelLink(),)
 
     def __init__(
         self, *, output_uri: str, shards: Any, mlflow_conn_id: str | None = None, **kwargs: Any
     ) -> None:
         _default_outlets(kwargs)
-        super().__init__(**kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
         self.output_uri = output_uri
         self.shards = shards
-        self.mlflow_conn_id = mlflow_conn_id
 
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
@@ -336,7 +327,7 @@ class BatchInferenceCombineOperator(BaseOperator):
             outputs.append(uri)
         result = combine_shards(self.output_uri, outputs, log=self.log)
         try:
-            ui_url = _hook(self.mlflow_conn_id).ui_url
+            ui_url = self.mlflow_hook.ui_url
         except Exception:  # the link is a convenience; a missing connection must not fail the combine
             ui_url = None
         push_link(

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from airflow_mlops.core.training_spec import ModelFamily, TrainingSpec
 from airflow_mlops.exceptions import ConnectionConfigError, MlopsConfigError, MlopsError, TrainingFailed
+from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast, identity_from_context
 from airflow_mlops.operators.training import MlflowTrainingRunLink, TrainingOperatorMixin
 
@@ -43,7 +44,7 @@ _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti
 LOG_TAIL_LINES = 20
 
 
-class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator):
+class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator, MlflowBaseOperator):
     """
     Train a model in a Kubernetes pod (GPU or CPU) with ``python -m airflow_mlops.training`` and return its run.
 
@@ -194,6 +195,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
             kubernetes_conn_id=kubernetes_conn_id,
             schedule_timeout_seconds=schedule_timeout_seconds,
             startup_timeout_seconds=startup_timeout_seconds,
+            mlflow_conn_id=mlflow_conn_id,  # through KubernetesPodOperator's **kwargs to MlflowBaseOperator
             **kwargs,
         )
         self.training = training
@@ -204,7 +206,6 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
         self.gpu_resource = gpu_resource
         self.gpu_type = gpu_type
         self.memory_limit = memory_limit or memory
-        self.mlflow_conn_id = mlflow_conn_id
         self.mlflow_secret_name = mlflow_secret_name
         self.pod_mlflow_tracking_uri = pod_mlflow_tracking_uri
         self._diagnosis: Exception | None = None
@@ -215,7 +216,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
         self._resolve_kubernetes_conn_id()
         identity = identity_from_context(context)
         spec = self.load_spec(identity)
-        hook = self.mlflow_hook()
+        hook = self.mlflow_hook
         hook.check_reachable()  # before a GPU node is paid for
         self.prepare_pod(spec, identity, hook)
         self.log.info(
@@ -239,7 +240,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator)
             metadata=k8s.V1ObjectMeta(name=event.get("name"), namespace=event.get("namespace"))
         )
         self._run_pod(pod_ref, super().trigger_reentry, context, event)
-        return self._publish_result(context, spec, identity, self.mlflow_hook())
+        return self._publish_result(context, spec, identity, self.mlflow_hook)
 
     def load_spec(self, identity: AirflowIdentity) -> TrainingSpec:
         """

@@ -18,13 +18,12 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
 from airflow_mlops.core.tags import TAG_TRY_NUMBER
 from airflow_mlops.exceptions import MlopsConfigError, ModelGateRejected
 from airflow_mlops.links.base import mlflow_model_version_url, mlflow_run_url, push_link
 from airflow_mlops.links.mlflow import MlflowModelVersionLink, MlflowRunLink
-from airflow_mlops.operators.common import fail_fast, identity_from_context, resolve_mlflow_conn_id
+from airflow_mlops.operators.base import MlflowBaseOperator
+from airflow_mlops.operators.common import fail_fast, identity_from_context, optional_text
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -40,14 +39,6 @@ class OnReject(StrEnum):
     SUCCEED = "succeed"
 
 
-def _optional(value: Any) -> str | None:
-    """A rendered template of 'no value' ('' or 'None') is None."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in {"", "None", "none", "null"} else text
-
-
 def _is_templated(value: Any) -> bool:
     if isinstance(value, str):
         return "{{" in value or "{%" in value
@@ -58,7 +49,7 @@ def _is_templated(value: Any) -> bool:
     return not isinstance(value, int | float | bool | type(None))  # XComArg and friends: resolved at run time
 
 
-class _MlflowRegistryOperator(BaseOperator):
+class _MlflowRegistryOperator(MlflowBaseOperator):
     """Shared plumbing: the MLflow hook of the task and the model-version link."""
 
     operator_extra_links: tuple = (MlflowModelVersionLink(),)
@@ -71,14 +62,8 @@ class _MlflowRegistryOperator(BaseOperator):
             from airflow_mlops.settings import get_settings
 
             kwargs["pool"] = get_settings().promotion_pool or None
-        super().__init__(**kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
         self.name = name
-        self.mlflow_conn_id = mlflow_conn_id
-
-    def hook(self) -> MlflowHook:
-        from airflow_mlops.hooks.mlflow import MlflowHook
-
-        return MlflowHook(resolve_mlflow_conn_id(self.mlflow_conn_id))
 
     def _push_version_link(self, context: Context, hook: MlflowHook, name: str, version: str | None) -> None:
         if version:
@@ -89,7 +74,7 @@ class _MlflowRegistryOperator(BaseOperator):
     ) -> dict[str, Any]:
         """Run one recorded alias move (``move(client, by)``), log it, link the version, return the XCom."""
         identity = identity_from_context(context)
-        hook = self.hook()
+        hook = self.mlflow_hook
         with hook.session() as client:
             result = move(client, identity.ti_key)
         self.log.info(
@@ -170,13 +155,13 @@ class MlflowRegisterModelOperator(_MlflowRegistryOperator):
             )
         tags = {k: v for k, v in identity.to_tags().items() if k != TAG_TRY_NUMBER}
         tags.update({str(k): v for k, v in self.tags.items()})
-        hook = self.hook()
+        hook = self.mlflow_hook
         with hook.session() as client:
             result = register_model_version(
                 client,
                 name=self.name,
-                run_id=_optional(self.run_id),
-                model_uri=_optional(self.model_uri),
+                run_id=optional_text(self.run_id),
+                model_uri=optional_text(self.model_uri),
                 key=identity.ti_key if self.idempotent else None,
                 tags=tags,
                 await_ready_timeout=self.await_ready_timeout,
@@ -285,15 +270,15 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
 
         settings = get_settings()
         identity = identity_from_context(context)
-        hook = self.hook()
+        hook = self.mlflow_hook
         with hook.session() as client:
             result = promote_if_better(
                 client,
                 self.name,
                 self.version,
                 self.rules,
-                champion_alias=_optional(self.champion_alias) or settings.champion_alias,
-                challenger_alias=_optional(self.challenger_alias) or settings.challenger_alias,
+                champion_alias=optional_text(self.champion_alias) or settings.champion_alias,
+                challenger_alias=optional_text(self.challenger_alias) or settings.challenger_alias,
                 by=identity.ti_key,
             )
         self._push_version_link(context, hook, result.name, result.version)
@@ -378,9 +363,9 @@ class MlflowRollbackModelOperator(_MlflowRegistryOperator):
             lambda client, by: rollback_alias(
                 client,
                 self.name,
-                _optional(self.alias) or get_settings().champion_alias,
-                version=_optional(self.version),
-                reason=_optional(self.reason) or "",
+                optional_text(self.alias) or get_settings().champion_alias,
+                version=optional_text(self.version),
+                reason=optional_text(self.reason) or "",
                 by=by,
             ),
             ("Rolled back", "Already rolled back"),
@@ -433,7 +418,7 @@ class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
         return self._move_alias(
             context,
             lambda client, by: set_alias(
-                client, self.name, self.alias, self.version, reason=_optional(self.reason) or "", by=by
+                client, self.name, self.alias, self.version, reason=optional_text(self.reason) or "", by=by
             ),
             ("Moved", "Unchanged"),
         )

@@ -21,8 +21,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
 from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.tags import TAG_VALIDATION, TAG_VALIDATION_REPORT
 from airflow_mlops.core.training_result import (
@@ -35,7 +33,8 @@ from airflow_mlops.core.training_result import (
 from airflow_mlops.core.training_spec import ModelFamily, ModelSpec, TrainingSpec, load_spec_json
 from airflow_mlops.exceptions import MlopsConfigError, TrainingFailed, TrainingSpecError
 from airflow_mlops.links.base import XComUrlLink, push_link
-from airflow_mlops.operators.common import fail_fast, identity_from_context, resolve_mlflow_conn_id
+from airflow_mlops.operators.base import MlflowBaseOperator
+from airflow_mlops.operators.common import fail_fast, identity_from_context, optional_text
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -98,18 +97,10 @@ def validation_tag(summary: Mapping[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in keep if k in summary}
 
 
-def _optional_text(value: Any) -> str | None:
-    """A rendered template of 'no value' ('' or 'None') is None."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in {"", "None", "null"} else text
-
-
 def _mapping_arg(value: Any, name: str, task_id: str) -> dict[str, Any]:
     """A mapping argument that may arrive as a rendered JSON string (``{{ params.x | tojson }}``)."""
     if isinstance(value, str):
-        text = _optional_text(value)
+        text = optional_text(value)
         if text is None:
             return {}
         try:
@@ -133,7 +124,7 @@ class TrainingOperatorMixin:
     What LocalTrainModelOperator and KubernetesTrainModelOperator share: build and check the spec, build the
     child environment and resolve the MLflow run after the process or pod ends.
 
-    The host class stores ``training`` (templated spec) and ``mlflow_conn_id``; it is an Airflow operator, so
+    The host class stores ``training`` (templated spec) and is an MlflowBaseOperator (``mlflow_hook``), so
     ``self.log`` exists.
     """
 
@@ -149,7 +140,8 @@ class TrainingOperatorMixin:
     dataset_uri: str | None
     hyperparameters: Mapping[str, Any] | str | None
     validation: Mapping[str, Any] | str | None
-    mlflow_conn_id: str | None
+    mlflow_conn_id: str
+    mlflow_hook: MlflowHook  # MlflowBaseOperator's
     log: Any
     task_id: str
 
@@ -171,7 +163,7 @@ class TrainingOperatorMixin:
                 f"task {self.task_id!r}: training must be a training spec mapping, not {type(spec).__name__}."
             )
         spec = dict(spec)
-        dataset_uri = _optional_text(self.dataset_uri)
+        dataset_uri = optional_text(self.dataset_uri)
         if dataset_uri:
             spec["dataset_uri"] = dataset_uri
         overrides = _mapping_arg(self.hyperparameters, "hyperparameters", self.task_id)
@@ -199,11 +191,6 @@ class TrainingOperatorMixin:
             spec.checkpoint_uri = default_checkpoint_uri(identity)
         spec.validate_static()
         return spec
-
-    def mlflow_hook(self) -> MlflowHook:
-        from airflow_mlops.hooks.mlflow import MlflowHook
-
-        return MlflowHook(resolve_mlflow_conn_id(self.mlflow_conn_id))
 
     @staticmethod
     def identity_env(identity: AirflowIdentity) -> dict[str, str]:
@@ -259,7 +246,7 @@ class TrainingOperatorMixin:
         return summary
 
 
-class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
+class LocalTrainModelOperator(TrainingOperatorMixin, MlflowBaseOperator):
     """
     Train a model with the training entrypoint in a local subprocess (CPU, or CUDA when the worker has it).
 
@@ -325,14 +312,13 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)  # so ``train.output["run_id"]`` works downstream
-        super().__init__(**kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
         if isinstance(training, TrainingSpec):
             training = training.to_dict()
         self.training = training
         self.dataset_uri = dataset_uri
         self.hyperparameters = hyperparameters
         self.validation = validation
-        self.mlflow_conn_id = mlflow_conn_id
         self.python = python
         self.env = dict(env) if env else {}
         self.kill_grace_seconds = kill_grace_seconds
@@ -373,7 +359,7 @@ class LocalTrainModelOperator(TrainingOperatorMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         identity = identity_from_context(context)
         spec = self.build_training_spec(identity)
-        hook = self.mlflow_hook()
+        hook = self.mlflow_hook
         hook.check_reachable()
         command = [self._interpreter(), *self.training_arguments(spec)]
         self.log.info(

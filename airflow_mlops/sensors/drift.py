@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError
-from airflow_mlops.operators.common import fail_fast, resolve_mlflow_conn_id
+from airflow_mlops.operators.base import MlflowBaseOperator
+from airflow_mlops.operators.common import fail_fast
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -37,7 +38,7 @@ def _since_epoch(since: Any, context: Context) -> float:
         ) from None
 
 
-class DriftSensor(BaseSensorOperator):
+class DriftSensor(BaseSensorOperator, MlflowBaseOperator):
     """
     Wait until the drift history of ``model_name`` shows a confirmed drift (persistence met) after ``since``.
 
@@ -71,18 +72,17 @@ class DriftSensor(BaseSensorOperator):
         mlflow_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
         self.model_name = model_name
         self.since = since
         self.require_emitted = require_emitted
         self.deferrable = deferrable
-        self.mlflow_conn_id = mlflow_conn_id
 
     def _check(self, context: Context) -> dict[str, Any] | None:
-        from airflow_mlops.triggers.drift import confirmed_drift_since
+        from airflow_mlops.core.policy import confirmed_drift_since
 
         return confirmed_drift_since(
-            resolve_mlflow_conn_id(self.mlflow_conn_id),
+            self.mlflow_hook.get_conn(),
             self.model_name,
             _since_epoch(self.since, context),
             require_emitted=self.require_emitted,
@@ -106,7 +106,7 @@ class DriftSensor(BaseSensorOperator):
                 model_name=self.model_name,
                 since=_since_epoch(self.since, context),
                 require_emitted=self.require_emitted,
-                mlflow_conn_id=resolve_mlflow_conn_id(self.mlflow_conn_id),
+                mlflow_conn_id=self.mlflow_hook.mlflow_conn_id,
                 poll_interval=float(self.poke_interval),
             ),
             method_name="execute_complete",

@@ -11,21 +11,14 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_mlops.exceptions import ModelRegistryError
 from airflow_mlops.links.base import mlflow_model_version_url, push_link
 from airflow_mlops.links.mlflow import MlflowModelVersionLink
-from airflow_mlops.operators.common import fail_fast, resolve_mlflow_conn_id
+from airflow_mlops.operators.base import MlflowBaseOperator
+from airflow_mlops.operators.common import fail_fast, optional_text
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
 
-def _optional(value: Any) -> str | None:
-    """A rendered template of 'no value' ('' or 'None') is None."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in {"", "None", "none", "null"} else text
-
-
-class MlflowModelAliasSensor(BaseSensorOperator):
+class MlflowModelAliasSensor(BaseSensorOperator, MlflowBaseOperator):
     """
     Wait until ``alias`` of a registered model exists, or points to a version other than ``not_version``.
 
@@ -71,11 +64,10 @@ class MlflowModelAliasSensor(BaseSensorOperator):
         max_consecutive_errors: int = 5,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
         self.name = name
         self.alias = alias
         self.not_version = not_version
-        self.mlflow_conn_id = mlflow_conn_id
         if deferrable is None:
             from airflow.sdk import conf
 
@@ -89,19 +81,14 @@ class MlflowModelAliasSensor(BaseSensorOperator):
         from airflow_mlops.settings import get_settings
 
         name = check_model_name(self.name)
-        alias = check_alias(_optional(self.alias) or get_settings().champion_alias)
-        not_version = _optional(self.not_version)
+        alias = check_alias(optional_text(self.alias) or get_settings().champion_alias)
+        not_version = optional_text(self.not_version)
         return name, alias, None if not_version is None else check_version(not_version, what="not_version")
-
-    def _hook(self) -> Any:
-        from airflow_mlops.hooks.mlflow import MlflowHook
-
-        return MlflowHook(resolve_mlflow_conn_id(self.mlflow_conn_id))
 
     def _found(self, context: Context, name: str, alias: str, version: str) -> str:
         self.log.info("Alias %r of model %r points to version %s", alias, name, version)
         push_link(
-            context, MlflowModelVersionLink, mlflow_model_version_url(self._hook().ui_url, name, version)
+            context, MlflowModelVersionLink, mlflow_model_version_url(self.mlflow_hook.ui_url, name, version)
         )
         return version
 
@@ -109,7 +96,7 @@ class MlflowModelAliasSensor(BaseSensorOperator):
     def _check(self, name: str, alias: str, not_version: str | None) -> str | None:
         from airflow_mlops.core.registry import alias_moved
 
-        return alias_moved(self._hook().get_conn(), name, alias, not_version)
+        return alias_moved(self.mlflow_hook.get_conn(), name, alias, not_version)
 
     def poke(self, context: Context) -> PokeReturnValue:
         name, alias, not_version = self._target()
@@ -140,7 +127,7 @@ class MlflowModelAliasSensor(BaseSensorOperator):
                 name=name,
                 alias=alias,
                 not_version=not_version,
-                mlflow_conn_id=resolve_mlflow_conn_id(self.mlflow_conn_id),
+                mlflow_conn_id=self.mlflow_hook.mlflow_conn_id,
                 poll_interval=float(self.poke_interval),
                 max_consecutive_errors=self.max_consecutive_errors,
             ),

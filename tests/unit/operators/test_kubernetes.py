@@ -28,9 +28,10 @@ def _connections(monkeypatch: pytest.MonkeyPatch) -> None:
         "AIRFLOW_CONN_MLFLOW_TOKEN",
         json.dumps({"conn_type": "mlflow", "host": "http://mlflow.example:5000", "extra": {"token": TOKEN}}),
     )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLFLOW_PLAIN", json.dumps({"conn_type": "mlflow", "host": "http://mlflow:5000"})
-    )
+    for conn_id in ("MLFLOW_PLAIN", "MLFLOW_DEFAULT"):  # the default connection is a plain one
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{conn_id}", json.dumps({"conn_type": "mlflow", "host": "http://mlflow:5000"})
+        )
     monkeypatch.setenv(
         "AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps({"conn_type": "kubernetes", "extra": {}})
     )
@@ -49,9 +50,7 @@ def _pod(op: Any) -> dict[str, Any]:
     """The pod manifest KPO would send, as the API server would receive it (camelCase JSON)."""
     from kubernetes.client import ApiClient
 
-    from airflow_mlops.hooks.mlflow import MlflowHook
-
-    op.prepare_pod(op.load_spec(IDENTITY), IDENTITY, MlflowHook(op.mlflow_conn_id or "mlflow_plain"))
+    op.prepare_pod(op.load_spec(IDENTITY), IDENTITY, op.mlflow_hook)
     pod = op.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)
 
