@@ -319,7 +319,7 @@ class AliasMove:
     moved: bool
     reason: str = ""
 
-    def to_xcom(self) -> dict[str, Any]:
+    def to_summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "alias": self.alias,
@@ -329,6 +329,8 @@ class AliasMove:
             "moved": self.moved,
             "reason": self.reason,
         }
+
+    to_xcom = to_summary  # the name before 0.2: kept for callers' code
 
 
 def set_alias(

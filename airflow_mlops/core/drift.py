@@ -124,7 +124,7 @@ class DriftResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **self.summary(),
+            **self.to_summary(),
             "columns": [c.to_dict() for c in self.columns],
             "prediction": self.prediction.to_dict() if self.prediction else None,
             "skipped_columns": list(self.skipped_columns),
@@ -134,7 +134,7 @@ class DriftResult:
             "timings": dict(self.timings),
         }
 
-    def summary(self) -> dict[str, Any]:
+    def to_summary(self) -> dict[str, Any]:
         """A compact JSON-safe dict (the operator's XCom value builds on it)."""
         return {
             "drift_detected": self.drift_detected,
@@ -154,6 +154,8 @@ class DriftResult:
             "report_json_uri": self.json_uri,
             "elapsed_s": round(self.elapsed_s, 3),
         }
+
+    summary = to_summary  # the name before 0.2: kept for callers' code
 
 
 # ---------------------------------------------------------------------------------------------- columns

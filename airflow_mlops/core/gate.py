@@ -252,7 +252,7 @@ class GateResult:
     def promoted(self) -> bool:
         return self.decision is GateDecision.PROMOTED
 
-    def to_xcom(self) -> dict[str, Any]:
+    def to_summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
@@ -262,6 +262,8 @@ class GateResult:
             "previous_champion_version": self.previous_champion_version,
             "reasons": list(self.reasons),
         }
+
+    to_xcom = to_summary  # the name before 0.2: kept for callers' code
 
 
 def _run_metrics(client: Any, name: str, mv: Any) -> dict[str, float]:

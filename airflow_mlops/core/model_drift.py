@@ -66,7 +66,7 @@ class ModelDriftResult:
         return {
             "model_name": self.model_name,
             "model_version": self.model_version,
-            **self.drift.summary(),
+            **self.drift.to_summary(),
             "confirmed": self.decision.confirmed,
             "emitted": False,
             "policy_reason": self.decision.reason,

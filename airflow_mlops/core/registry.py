@@ -245,7 +245,7 @@ class RegisteredVersion:
     def model_uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
-    def to_xcom(self) -> dict[str, Any]:
+    def to_summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
@@ -253,6 +253,8 @@ class RegisteredVersion:
             "model_uri": self.model_uri,
             "created": self.created,
         }
+
+    to_xcom = to_summary  # the name before 0.2: kept for callers' code
 
 
 def get_run(client: Any, run_id: str) -> Any:

@@ -48,7 +48,7 @@ class TrainingResult:
             return None
         return f"{ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
-    def to_xcom(self, ui_url: str | None = None) -> dict[str, Any]:
+    def to_summary(self, ui_url: str | None = None) -> dict[str, Any]:
         """The dict training operators return: run_id, experiment_id, model_uri, metrics, dataset_*, run_url."""
         return {
             "run_id": self.run_id,
@@ -59,6 +59,8 @@ class TrainingResult:
             "dataset_fingerprint": self.dataset_fingerprint,
             "run_url": self.run_url(ui_url),
         }
+
+    to_xcom = to_summary  # the name before 0.2: kept for callers' code
 
 
 def entrypoint_args(spec_json: str) -> list[str]:

@@ -313,7 +313,7 @@ class ValidationResult:
     def success_percent(self) -> float:
         return 100.0 if not self.evaluated else round(100.0 * self.successful / self.evaluated, 3)
 
-    def summary(self, max_failed: int = 10) -> dict[str, Any]:
+    def to_summary(self, max_failed: int = 10) -> dict[str, Any]:
         """A small JSON-safe dict for XCom, Asset event extras and MLflow tags (``success`` routes branches)."""
         failed = self.failed
         return {
@@ -332,6 +332,8 @@ class ValidationResult:
             "report_json_uri": self.report_json_uri,
             "elapsed_s": round(self.elapsed_s, 3),
         }
+
+    summary = to_summary  # the name before 0.2: kept for callers' code
 
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)

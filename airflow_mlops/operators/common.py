@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -36,6 +37,25 @@ def optional_text(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return None if text in {"", "None", "none", "null"} else text
+
+
+class OnFailure(StrEnum):
+    """
+    What a task does when its check fails: a validation suite fails, or the gate rejects the candidate.
+
+    The outcome is recorded either way (the report, the gate decision on the version); this only decides the
+    task's state. ``succeed``, the gate's word before 0.2, is read as ``warn``.
+    """
+
+    FAIL = "fail"  # the task fails for good (never retried: the same input fails the same way)
+    WARN = "warn"  # the task succeeds and logs a warning; its summary says what failed
+    SKIP = "skip"  # AirflowSkipException, so downstream tasks skip
+
+    @classmethod
+    def _missing_(cls, value: object) -> OnFailure | None:
+        if isinstance(value, str) and value.strip().lower() in {"succeed", "warn", "fail", "skip"}:
+            return cls("warn" if value.strip().lower() == "succeed" else value.strip().lower())
+        return None
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -15,7 +15,6 @@ creates that pool with one slot when the scheduler starts, if it does not exist.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_mlops.core.tags import TAG_TRY_NUMBER
@@ -23,7 +22,7 @@ from airflow_mlops.exceptions import MlopsConfigError, ModelGateRejected
 from airflow_mlops.links.base import mlflow_model_version_url, mlflow_run_url, push_link
 from airflow_mlops.links.mlflow import MlflowModelVersionLink, MlflowRunLink
 from airflow_mlops.operators.base import MlflowBaseOperator
-from airflow_mlops.operators.common import fail_fast, identity_from_context, optional_text
+from airflow_mlops.operators.common import OnFailure, fail_fast, identity_from_context, optional_text
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -31,12 +30,8 @@ if TYPE_CHECKING:
     from airflow_mlops.hooks.mlflow import MlflowHook
 
 
-class OnReject(StrEnum):
-    """What the gate task does when the candidate is rejected (the decision is recorded in every case)."""
-
-    FAIL = "fail"
-    SKIP = "skip"
-    SUCCEED = "succeed"
+#: What the gate task does when the candidate is rejected: the one :class:`OnFailure` of every check.
+OnReject = OnFailure
 
 
 def _is_templated(value: Any) -> bool:
@@ -86,7 +81,7 @@ class _MlflowRegistryOperator(MlflowBaseOperator):
             result.version,
         )
         self._push_version_link(context, hook, result.name, result.version)
-        return result.to_xcom()
+        return result.to_summary()
 
 
 class MlflowRegisterModelOperator(_MlflowRegistryOperator):
@@ -177,7 +172,7 @@ class MlflowRegisterModelOperator(_MlflowRegistryOperator):
         self._push_version_link(context, hook, result.name, result.version)
         if experiment_id and result.run_id:
             push_link(context, MlflowRunLink, mlflow_run_url(hook.ui_url, experiment_id, result.run_id))
-        return result.to_xcom()
+        return result.to_summary()
 
 
 class MlflowPromoteModelOperator(_MlflowRegistryOperator):
@@ -212,7 +207,8 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
         ``[]`` promotes every candidate, ``"default"`` applies the default gate of the task the trainer recorded
         on the run (:func:`airflow_mlops.core.gate.default_gate_rules`).
     :param on_reject: ``fail`` (default: the task fails with ModelGateRejected), ``skip`` (downstream skips) or
-        ``succeed``.
+        ``warn`` (the task succeeds and logs the rejection; ``succeed`` is read as ``warn``). See
+        :class:`~airflow_mlops.operators.common.OnFailure`.
     :param champion_alias: Default ``[mlops] champion_alias`` (templated).
     :param challenger_alias: Default ``[mlops] challenger_alias`` (templated).
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
@@ -282,7 +278,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
                 by=identity.ti_key,
             )
         self._push_version_link(context, hook, result.name, result.version)
-        summary = result.to_xcom()
+        summary = result.to_summary()
         for reason in result.reasons:
             self.log.info("gate %s v%s: %s", result.name, result.version, reason)
         if result.promoted:
@@ -301,7 +297,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
             result.champion_alias,
             result.champion_version,
         )
-        if self.on_reject is OnReject.SUCCEED:
+        if self.on_reject is OnReject.WARN:
             return summary
         context["ti"].xcom_push(key="return_value", value=summary)
         if self.on_reject is OnReject.SKIP:
@@ -310,7 +306,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
         raise ModelGateRejected(
             f"Model {result.name!r} v{result.version} was rejected by the gate; {result.champion_alias!r} stays "
             f"v{result.champion_version}. Failed checks: {'; '.join(failed) or 'see reasons'}. The decision is "
-            f"recorded on the version (tag mlops.gate.reasons); use on_reject='skip' or 'succeed' to not fail."
+            f"recorded on the version (tag mlops.gate.reasons); use on_reject='skip' or 'warn' to not fail."
         )
 
 

@@ -235,7 +235,7 @@ class TrainingOperatorMixin:
         """Find the run tagged with this try, push the run link and return the XCom summary."""
         with hook.session() as client:
             result = find_training_run(client, experiment_name=spec.experiment, identity=identity)
-        summary = result.to_xcom(hook.ui_url)
+        summary = result.to_summary(hook.ui_url)
         push_link(context, MlflowTrainingRunLink, summary["run_url"])
         self.log.info(
             "Training run %s logged model %s; validation metrics %s",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
@@ -12,7 +11,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow_mlops.core.storage import safe_segment
 from airflow_mlops.exceptions import DataValidationFailed, MlopsConfigError
 from airflow_mlops.links.validation import GXValidationReportLink
-from airflow_mlops.operators.common import emitted_before, fail_fast, identity_from_context
+from airflow_mlops.operators.common import OnFailure, emitted_before, fail_fast, identity_from_context
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -21,14 +20,6 @@ if TYPE_CHECKING:
     from airflow_mlops.core.validation import ValidationResult
 
 ASSET_ALIAS_PREFIX = "mlops-validated"
-
-
-class OnFailure(StrEnum):
-    """What a failed suite does to the task."""
-
-    FAIL = "fail"  # DataValidationFailed once the report is written, never retried (the data will not change)
-    WARN = "warn"  # the task succeeds; failures are logged and the summary says "failed"
-    SKIP = "skip"  # AirflowSkipException, so downstream tasks skip
 
 
 def default_report_uri(report_base_uri: str, identity: AirflowIdentity) -> str:
@@ -209,7 +200,7 @@ class GXValidateDatasetOperator(BaseOperator):
             files = [u for u in (result.report_uri, result.report_json_uri) if u]
             write_owner(identity, files)  # the report viewer serves the files to readers of this DAG only
             push_link(context, GXValidationReportLink, report_view_url(result.report_uri))
-        summary = {**result.summary(), "on_failure": self.on_failure.value}
+        summary = {**result.to_summary(), "on_failure": self.on_failure.value}
         if result.success:
             self._publish(context, result, summary)
             return summary

@@ -78,8 +78,8 @@ class KubernetesConfig:
     gpu_count: int = 1
     gpu_type: str | None = None
     gpu_resource: str = "nvidia.com/gpu"
-    cpu_request: str = "2"
-    memory_request: str = "8Gi"
+    cpu: str = "2"
+    memory: str = "8Gi"
     mlflow_secret_name: str | None = None
     deferrable: bool = False
     schedule_timeout_seconds: int = 1800
@@ -114,7 +114,8 @@ class GateConfig:
     :param rules: comparisons with the champion, e.g. ``{"metric": "val_roc_auc", "min_delta": 0.002,
         "greater_is_better": true}``.
     :param floors: absolute bounds, e.g. ``{"metric": "val_roc_auc", "min": 0.8}``.
-    :param on_reject: ``succeed`` (keep the champion, DAG succeeds), ``skip`` or ``fail``.
+    :param on_reject: ``warn`` (keep the champion, the DAG succeeds; ``succeed`` is read as ``warn``), ``skip``
+        or ``fail``: the :class:`~airflow_mlops.operators.common.OnFailure` of the gate task.
     :param pool: Airflow pool of the alias moves; None (default) uses ``[mlops] promotion_pool``
         (``mlops_promotion``, one slot, created by the provider when the scheduler starts).
 
@@ -127,7 +128,7 @@ class GateConfig:
 
     rules: list[dict[str, Any]] | None = None
     floors: list[dict[str, Any]] | None = None
-    on_reject: Literal["succeed", "skip", "fail"] = "succeed"
+    on_reject: Literal["warn", "succeed", "skip", "fail"] = "warn"
     pool: str | None = None
 
     def __post_init__(self) -> None:
@@ -199,21 +200,22 @@ class RetrainPolicyConfig:
 class DriftConfig:
     """Evidently drift check after each scoring batch.
 
-    :param threshold: share of drifted columns at or above which drift is confirmed.
+    :param drift_share: share of drifted columns at or above which drift is confirmed (the operator's and
+        Evidently's ``drift_share``; ``threshold`` is the older key).
     :param columns: columns compared (default: the model's input columns).
     :param reference_uri: reference data (default: the training data recorded on the model version).
     """
 
     enabled: bool = True
-    threshold: float = 0.5
+    drift_share: float = 0.5
     columns: list[str] | None = None
     reference_uri: str | None = None
     sample_size: int | None = None
     policy: RetrainPolicyConfig = field(default_factory=RetrainPolicyConfig)
 
     def __post_init__(self) -> None:
-        if not 0 < self.threshold <= 1:
-            raise _fail("drift.threshold", f"must be in (0, 1], got {self.threshold}")
+        if not 0 < self.drift_share <= 1:
+            raise _fail("drift.drift_share", f"must be in (0, 1], got {self.drift_share}")
 
 
 @dataclass(frozen=True)
@@ -403,8 +405,31 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+# Keys renamed so config, operators and core say the same word: the older key still reads (not both at once).
+_RENAMED: dict[str, dict[str, str]] = {
+    "KubernetesConfig": {"cpu_request": "cpu", "memory_request": "memory"},
+    "DriftConfig": {"threshold": "drift_share"},
+}
+
+
+def _renamed(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
+    renames = _RENAMED.get(cls.__name__, {})
+    if not renames.keys() & data.keys():
+        return data
+    out = dict(data)
+    for old, new in renames.items():
+        if old in out:
+            if new in out:
+                raise _fail(
+                    f"{prefix}.{old}" if prefix else old, f"is the older name of {new!r}; give only {new!r}"
+                )
+            out[new] = out.pop(old)
+    return out
+
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     hints = _hints(cls)
+    data = _renamed(cls, data, prefix)
     fields_by_name = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields_by_name) - {"source"})
     if unknown:

@@ -130,7 +130,7 @@ def test_registration_is_idempotent_per_key_and_carries_lineage(client, runs):
         client, name=name, run_id=run_id, key="dag/run/register/-1", tags={"team": "ml"}
     )
     assert first.created and first.version == "1" and first.model_uri == f"models:/{name}/1"
-    assert first.to_xcom() == {
+    assert first.to_summary() == {
         "name": name, "version": "1", "run_id": run_id, "model_uri": f"models:/{name}/1", "created": True,
     }  # fmt: skip
     retry = register_model_version(
@@ -239,7 +239,7 @@ def test_champion_story_gate_history_and_rollback(client, runs):
     assert get_alias_version(client, name, "champion") == v1
 
     worse = promote_if_better(client, name, v2, RULES, by="dag/b/gate/-1")
-    assert worse.to_xcom()["decision"] == "rejected" and not worse.promoted
+    assert worse.to_summary()["decision"] == "rejected" and not worse.promoted
     assert worse.champion_version == v1 and get_alias_version(client, name, "champion") == v1
     assert get_alias_version(client, name, "challenger") == v2  # the challenger always moves
     tags = client.get_model_version(name, v2).tags
@@ -248,7 +248,7 @@ def test_champion_story_gate_history_and_rollback(client, runs):
     assert any("min_delta 0.01: fail" in r and f"champion v{v1}" in r for r in recorded)
 
     better = promote_if_better(client, name, v3, RULES, by="dag/c/gate/-1")
-    assert better.to_xcom() == {
+    assert better.to_summary() == {
         "name": name, "version": v3, "decision": "promoted", "promoted": True, "champion_version": v3,
         "previous_champion_version": v1, "reasons": better.reasons,
     }  # fmt: skip

@@ -166,4 +166,4 @@ def test_concurrent_rollbacks_and_sets_stay_one_chain(mlflow_server, client, ran
     history = alias_history(client, name, "champion")
     _assert_chain(history, get_alias_version(client, name, "champion"))
     moved = [r for r in results if r.moved]
-    assert len(history) == 5 + len(moved), ([r.to_xcom() for r in results], [e.to_dict() for e in history])
+    assert len(history) == 5 + len(moved), ([r.to_summary() for r in results], [e.to_dict() for e in history])

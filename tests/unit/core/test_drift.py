@@ -70,7 +70,7 @@ def test_drift_names_the_shifted_columns_and_writes_reports(data, tmp_path):
     stored = json.loads((report / "result.json").read_text())
     assert stored["drifted_columns"] == result.drifted_columns
     assert stored["reference_fingerprint"].startswith("xxh3:")
-    summary = result.summary()
+    summary = result.to_summary()
     assert summary["report_uri"] == str(report / "drift.html")
     assert len(json.dumps(summary)) < 2000
     assert not [p for p in report.iterdir() if p.name.startswith(".")]  # no temporary leftovers
@@ -144,7 +144,7 @@ def test_prediction_drift_is_reported_apart_from_the_share(data, tmp_path):
     )
     assert result.prediction is not None and result.prediction.drifted
     assert not result.drift_detected and result.drifted_columns == []
-    assert result.summary()["prediction_drift"] is True
+    assert result.to_summary()["prediction_drift"] is True
 
 
 def test_no_common_columns_lists_both(tmp_path):

@@ -159,8 +159,8 @@ def test_identity_filter_result_dict_and_error_lines():
     assert f"tags.`{TAG_TI_KEY}` = '{identity.ti_key}'" in text and "= '3'" in text
     assert "'" in identity_filter(AirflowIdentity("it's", "r", "t"))
     result = TrainingResult("r1", "7", "models:/m-1", {"val_accuracy": 0.9}, "/d.parquet", "sha256:x")
-    assert result.to_xcom("http://ui/")["run_url"] == "http://ui/#/experiments/7/runs/r1"
-    assert set(result.to_xcom()) == {
+    assert result.to_summary("http://ui/")["run_url"] == "http://ui/#/experiments/7/runs/r1"
+    assert set(result.to_summary()) == {
         "run_id",
         "experiment_id",
         "model_uri",

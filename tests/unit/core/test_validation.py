@@ -83,7 +83,7 @@ def test_passing_suite_writes_reports_and_reads_only_needed_columns(parquet: Pat
     assert result.evaluated == result.successful == 4 and result.failed == ()
     assert result.columns_read == ("id", "age", "country")  # income and unused_blob never read
     assert result.fingerprint.startswith("xxh3:")
-    summary = result.summary()
+    summary = result.to_summary()
     assert summary["success"] is True and summary["status"] == "passed"
     assert summary["report_uri"] == str(report / REPORT_HTML_NAME)
     assert summary["report_json_uri"] == str(report / REPORT_JSON_NAME)
@@ -115,7 +115,7 @@ def test_failing_suite_names_failed_expectations_in_result_and_reports(parquet: 
     )
     assert [o.index for o in result.outcomes] == [0, 1, 2, 3]  # suite order, whatever GX's order
 
-    summary = result.summary()
+    summary = result.to_summary()
     assert summary["success"] is False and summary["unsuccessful"] == 3
     assert any(
         "expect_column_values_to_be_in_set(column=country)" in f for f in summary["failed_expectations"]

@@ -23,7 +23,7 @@ def test_minimal_config_gets_defaults():
     cfg = LifecycleConfig.from_dict(BASE)
     assert cfg.experiment_name == "churn"
     assert cfg.training.backend == "local"
-    assert cfg.drift.threshold == 0.5 and cfg.drift.policy.persistence == 1
+    assert cfg.drift.drift_share == 0.5 and cfg.drift.policy.persistence == 1
     assert not cfg.validation.enabled
     assert dataclasses.replace(cfg, model_name="other").model_name == "other"
 
@@ -38,7 +38,11 @@ def test_minimal_config_gets_defaults():
             r"training.kubernetes.gpu_count: expected an integer",
         ),
         ({"training": {"kubernetes": {"gpu_count": -1}}}, r"training.kubernetes.gpu_count: must be >= 0"),
-        ({"drift": {"threshold": 1.5}}, r"drift.threshold: must be in \(0, 1\]"),
+        ({"drift": {"drift_share": 1.5}}, r"drift.drift_share: must be in \(0, 1\]"),
+        (
+            {"drift": {"threshold": 0.3, "drift_share": 0.3}},
+            r"drift.threshold: is the older name of 'drift_share'",
+        ),
         ({"drift": {"policy": {"persistance": 2}}}, r"drift.policy: unknown key\(s\) \['persistance'\]"),
         ({"drift": {"policy": {"persistence": 0}}}, r"drift.policy: .*persistence=0 must be an integer >= 1"),
         ({"model_name": "bad name!"}, r"model_name: 'bad name!' is not a valid name"),
@@ -186,3 +190,20 @@ def test_gate_rule_objects_become_plain_rules():
     gate = dataclasses.replace(cfg.gate, rules=[GateRule("val_roc_auc", min_delta=0.0)], floors=[])
     cfg = dataclasses.replace(cfg, gate=gate)
     assert cfg.gate_rules() == [{"metric": "val_roc_auc", "min_delta": 0.0, "greater_is_better": True}]
+
+
+def test_renamed_keys_still_read_under_their_older_names():
+    """One vocabulary (drift_share, cpu, memory, on_reject: warn); YAML written with the older keys still loads."""
+    from airflow_mlops.operators.common import OnFailure
+
+    old = LifecycleConfig.from_dict(
+        {
+            **BASE,
+            "drift": {"threshold": 0.3},
+            "gate": {"on_reject": "succeed"},
+            "training": {**BASE["training"], "kubernetes": {"cpu_request": "4", "memory_request": "16Gi"}},
+        }
+    )
+    assert old.drift.drift_share == 0.3
+    assert (old.training.kubernetes.cpu, old.training.kubernetes.memory) == ("4", "16Gi")
+    assert OnFailure(old.gate.on_reject) is OnFailure.WARN
