@@ -15,10 +15,9 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.registry import (
     MAX_REASON,
@@ -35,6 +34,9 @@ from airflow_mlops.core.registry import (
 )
 from airflow_mlops.core.tags import HISTORY_TAG_PREFIX, TAG_ALIAS_MOVE
 from airflow_mlops.exceptions import ModelRegistryError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 

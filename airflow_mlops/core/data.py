@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,8 @@ from airflow_mlops.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     import pandas as pd
     import pyarrow as pa
     from fsspec import AbstractFileSystem
@@ -173,7 +174,7 @@ def _open_parquet(ref: DatasetRef, file: str) -> Any:
         # buffer_size: read column chunks page by page instead of whole; a 1Mi-row row group of 20 float
         # columns otherwise holds ~160 MB of chunk buffers while streaming (measured: 300 MB -> 135 MB peak).
         opened = pq.ParquetFile(ref.fs.open(file, "rb"), pre_buffer=False, buffer_size=PARQUET_STREAM_BUFFER)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any reader error (pyarrow, fsspec, a backend) becomes one DatasetError naming the file
         _raise_if_transient(err, ref.uri)
         raise DatasetError(
             f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable parquet file ({first_line(err)}). "
@@ -223,7 +224,7 @@ def count_rows(ref: DatasetRef) -> int | None:
     """Row count from parquet footers without reading data; None for CSV."""
     if ref.format != "parquet":
         return None
-    return sum(_open_parquet(ref, f).metadata.num_rows for f in ref.files)
+    return sum(int(_open_parquet(ref, f).metadata.num_rows) for f in ref.files)
 
 
 def _open_csv(ref: DatasetRef, file: str, columns: Sequence[str] | None, block_size: int = 16 << 20) -> Any:
@@ -244,7 +245,7 @@ def _open_csv(ref: DatasetRef, file: str, columns: Sequence[str] | None, block_s
             parse_options=pcsv.ParseOptions(delimiter=delimiter),
             convert_options=pcsv.ConvertOptions(include_columns=list(columns) if columns else None),
         )
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any reader error (pyarrow, fsspec, a backend) becomes one DatasetError naming the file
         _raise_if_transient(err, ref.uri)
         raise DatasetError(
             f"dataset {ref.uri}: {to_uri(ref.fs, file)} is not a readable CSV file ({first_line(err)})."
@@ -274,7 +275,7 @@ def iter_batches(
                 yield from pf.iter_batches(batch_size=batch_size, columns=cols, use_threads=True)
             except DatasetError:
                 raise
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - any reader error (pyarrow, fsspec, a backend) becomes one DatasetError naming the file
                 _raise_if_transient(err, ref.uri)
                 _reraise_duplicates(ref, file, err)
                 raise DatasetError(
@@ -287,7 +288,7 @@ def iter_batches(
                 for batch in reader:
                     for start in range(0, batch.num_rows, batch_size):
                         yield batch.slice(start, batch_size)
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - any reader error (pyarrow, fsspec, a backend) becomes one DatasetError naming the file
                 _raise_if_transient(err, ref.uri)
                 raise DatasetError(
                     f"dataset {ref.uri}: parsing {to_uri(ref.fs, file)} failed ({first_line(err)})."
@@ -308,7 +309,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
             try:
                 with ref.fs.open(file, "rb") as handle:
                     tables.append(pq.read_table(handle, columns=cols, pre_buffer=False))
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - any reader error (pyarrow, fsspec, a backend) becomes one DatasetError naming the file
                 _raise_if_transient(err, ref.uri)
                 _reraise_duplicates(ref, file, err)
                 raise DatasetError(
@@ -323,7 +324,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
             reader = _open_csv(ref, file, cols)
             try:
                 tables.append(reader.read_all())
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - any reader error (pyarrow, fsspec, a backend) becomes one DatasetError naming the file
                 _raise_if_transient(err, ref.uri)
                 raise DatasetError(
                     f"dataset {ref.uri}: parsing {to_uri(ref.fs, file)} failed ({first_line(err)})."
@@ -332,7 +333,7 @@ def read_table(ref: DatasetRef, columns: Sequence[str] | None = None) -> pa.Tabl
         return tables[0]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any reader error (pyarrow, fsspec, a backend) becomes one DatasetError naming the file
         _raise_if_transient(err, ref.uri)
         raise DatasetError(
             f"dataset {ref.uri}: its parts have incompatible schemas ({first_line(err)}); rewrite them with one schema."

@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.data import DatasetRef, resolve_dataset
 from airflow_mlops.core.tags import (
@@ -24,6 +23,9 @@ from airflow_mlops.core.tags import (
     TAG_TRY_NUMBER,
 )
 from airflow_mlops.exceptions import MlopsConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 FINGERPRINT_ALGORITHMS = ("xxh3", "sha256")
 FINGERPRINT_ALGO = "xxh3"  # the default; ``[mlops] fingerprint_algorithm`` chooses

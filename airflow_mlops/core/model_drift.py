@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,8 @@ from airflow_mlops.core.tags import (
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
@@ -169,7 +170,7 @@ def reference_from_lineage(
     if not uri and mv.run_id:
         try:
             uri = client.get_run(mv.run_id).data.tags.get(TAG_DATASET_URI)
-        except Exception as err:  # the run may have been deleted; the error below says what to do
+        except Exception as err:  # noqa: BLE001 - the run may have been deleted; the error below says what to do
             (log or logger).warning(
                 "Could not read training run %s of %s v%s: %s", mv.run_id, mv.name, mv.version, err
             )
@@ -188,7 +189,7 @@ def signature_columns(mv: ModelVersion, *, log: logging.Logger | Any = None) -> 
 
         signature = get_model_info(f"models:/{mv.name}/{mv.version}").signature
         names = signature.inputs.input_names() if signature is not None and signature.inputs else None
-    except Exception as err:  # no signature / not a model format we know: compare shared columns
+    except Exception as err:  # noqa: BLE001 - no signature / not a model format we know: compare shared columns
         (log or logger).info(
             "No usable signature on %s v%s (%s); comparing shared columns", mv.name, mv.version, err
         )
@@ -213,7 +214,7 @@ def _history_experiment(client: MlflowClient, mv: ModelVersion) -> str:
     if mv.run_id:
         try:
             return str(client.get_run(mv.run_id).info.experiment_id)
-        except Exception:  # the training run may be gone: fall back to the drift experiment
+        except Exception:  # noqa: BLE001 - the training run may be gone: fall back to the drift experiment
             pass
     experiment = client.get_experiment_by_name(DRIFT_EXPERIMENT)
     return str(experiment.experiment_id if experiment else client.create_experiment(DRIFT_EXPERIMENT))

@@ -27,13 +27,15 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core.tags import LINEAGE_RUN_TAGS, TAG_REGISTRY_KEY, TAG_TRAINING_RUN
 from airflow_mlops.exceptions import MlopsConfigError, ModelNotFound, ModelRegistryError, first_line
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
 _ALIAS_RE = re.compile(r"^[\w\-]+$")
 _VERSION_ALIAS_RE = re.compile(r"^[vV]\d+$")
@@ -119,7 +121,7 @@ def _known_models_hint(client: Any, name: str) -> str:
 
     try:
         names = sorted(m.name for m in client.search_registered_models(max_results=1000))
-    except Exception:  # the hint is a courtesy: never hide the not-found error behind another one
+    except Exception:  # noqa: BLE001 - the hint is a courtesy: never hide the not-found error behind another one
         return ""
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     if close:
@@ -315,7 +317,7 @@ def _source_from_run(client: Any, run_id: str, artifact_name: str | None = None)
         # Runs logged by MLflow 2 keep the model under the run's artifacts.
         try:
             files = {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(run_id, artifact_name)}
-        except Exception:
+        except Exception:  # noqa: BLE001 - a run without listable artifacts simply has no MLflow 2 model there
             files = set()
         if "MLmodel" in files:
             return ModelSource(source=f"{run.info.artifact_uri.rstrip('/')}/{artifact_name}", run_id=run_id)
@@ -334,7 +336,7 @@ def _source_from_run(client: Any, run_id: str, artifact_name: str | None = None)
     return ModelSource(source=f"models:/{chosen.model_id}", run_id=run_id, model_id=chosen.model_id)
 
 
-def resolve_model_source(
+def resolve_model_source(  # noqa: C901 - one branch per way a caller names a model (run, logged model, URI, MLflow 2 layout)
     client: Any, *, run_id: str | None = None, model_uri: str | None = None
 ) -> ModelSource:
     """

@@ -16,12 +16,13 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import UnsafeUriError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
     from fsspec import AbstractFileSystem
 
 TMP_PREFIX = ".mlops-tmp-"

@@ -8,9 +8,8 @@ imports Airflow; the MLflow client is passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.tags import (
     TAG_DATASET_FINGERPRINT,
     TAG_DATASET_URI,
@@ -19,6 +18,9 @@ from airflow_mlops.core.tags import (
     TAG_TRY_NUMBER,
 )
 from airflow_mlops.exceptions import TrainingFailed
+
+if TYPE_CHECKING:
+    from airflow_mlops.core.lineage import AirflowIdentity
 
 VAL_PREFIX = "val_"
 

@@ -493,7 +493,7 @@ def _ensure_gx_context(quiet: bool) -> None:
 
     try:
         project_manager.get_current_project()
-    except Exception:
+    except Exception:  # noqa: BLE001 - no GX project of any kind: use an ephemeral context
         _ephemeral_context(gx, quiet)
 
 
@@ -526,7 +526,7 @@ def _build_expectations(gx: Any, spec: SuiteSpec, dataset_uri: str) -> list[Any]
                 f"unknown expectation type '{item.type}' in {where}; {hint}"
                 f"see {EXPECTATIONS_GALLERY} for the names GX {gx.__version__} knows."
             ) from None
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - GX raises many types for bad kwargs; all become one SuiteError naming the expectation
             raise SuiteError(
                 f"invalid arguments for {where}: {_pydantic_errors(err)}; fix its kwargs."
             ) from None
@@ -846,7 +846,7 @@ def render_html(result: ValidationResult) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any) -> Any:  # noqa: C901 - one branch per value type GX results hold
     """Plain JSON types: numpy/pandas scalars unwrapped, NaN/NaT to None, dates to ISO strings."""
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -920,6 +920,6 @@ def _pydantic_errors(err: BaseException) -> str:
                 loc = ".".join(str(x) for x in item.get("loc", ())) or "kwargs"
                 first.setdefault(loc.replace("__root__", "kwargs"), str(item.get("msg")))
             return "; ".join(f"{k}: {v}" for k, v in list(first.items())[:6])
-        except Exception:
+        except Exception:  # noqa: BLE001 - the pydantic detail is a courtesy: fall back to the first line
             pass
     return first_line(err)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,8 @@ from airflow.sdk import BaseHook
 from airflow_mlops.exceptions import ConnectionConfigError, ServiceUnreachable
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mlflow import MlflowClient
 
 HTTP_SCHEMES = frozenset({"http", "https"})
@@ -199,7 +200,7 @@ class MlflowHook(BaseHook):
             )
         try:
             raw_extra = conn.extra_dejson
-        except Exception:
+        except Exception:  # noqa: BLE001 - Airflow raises different types for a malformed extra; all mean the same fix
             raise ConnectionConfigError(
                 f"MLflow connection {self.mlflow_conn_id!r} has an extra that is not a JSON object."
             ) from None
@@ -358,7 +359,7 @@ class MlflowHook(BaseHook):
         """Check the connection end to end without raising: ``(ok, message)``."""
         try:
             self.get_conn().search_experiments(max_results=1)
-        except Exception as err:  # report, never raise: the UI shows the message
+        except Exception as err:  # noqa: BLE001 - report, never raise: the UI shows the message
             return False, _one_line(err)
         return True, f"Connected to MLflow at {self.tracking_uri}"
 

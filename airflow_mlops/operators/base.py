@@ -8,13 +8,14 @@ once per task run, after rendering, and reused by everything the task does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow_mlops.hooks.mlflow import MlflowHook
 
 

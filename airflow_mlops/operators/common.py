@@ -117,7 +117,7 @@ def emitted_before(context: Context, alias: Any, key: str, value: str, log: Any)
         if run_after is not None:  # this task instance's events are all newer than its run
             events = events.after(run_after.isoformat())
         recent = list(events.ascending(False).limit(1000))
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - reading past events is best effort: emitting again is the safe default
         log.warning(
             "Could not read back past events of %s (%s); emitting", getattr(alias, "name", alias), err
         )

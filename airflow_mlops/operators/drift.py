@@ -6,7 +6,6 @@ The check itself (version lookup, lineage, signature, the MLflow history run, th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.assets import drift_asset, drift_asset_alias
@@ -23,6 +22,8 @@ from airflow_mlops.operators.common import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from airflow.sdk.definitions.context import Context
 
     from airflow_mlops.core.drift import DriftResult

@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
 from airflow_mlops.exceptions import MlopsConfigError
 from airflow_mlops.links.inference import BatchInferenceModelLink
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast
 
 if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
     from airflow.sdk.definitions.context import Context
 
 
@@ -328,7 +327,7 @@ class BatchInferenceCombineOperator(MlflowBaseOperator):
         result = combine_shards(self.output_uri, outputs, log=self.log)
         try:
             ui_url = self.mlflow_hook.ui_url
-        except Exception:  # the link is a convenience; a missing connection must not fail the combine
+        except Exception:  # noqa: BLE001 - the link is a convenience; a missing connection must not fail the combine
             ui_url = None
         push_link(
             context,

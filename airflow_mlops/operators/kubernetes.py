@@ -12,7 +12,6 @@ never pay for it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -26,6 +25,8 @@ from airflow_mlops.operators.common import fail_fast, identity_from_context
 from airflow_mlops.operators.training import MlflowTrainingRunLink, TrainingOperatorMixin
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.sdk.definitions.context import Context
 
     from airflow_mlops.core.lineage import AirflowIdentity
@@ -367,7 +368,13 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
             raise (diagnosis or TrainingFailed(f"training pod failed: {type(err).__name__}: {err}")) from err
 
     def post_complete_action(
-        self, *, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, context: Context, result: dict | None, **kwargs: Any
+        self,
+        *,
+        pod: k8s.V1Pod,
+        remote_pod: k8s.V1Pod,
+        context: Context,
+        result: dict[str, Any] | None,
+        **kwargs: Any,
     ) -> None:
         """Read why the pod failed while it still exists, then let KPO clean up as configured."""
         self._diagnosis = self._diagnose(pod, remote_pod)
@@ -378,7 +385,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
         message = self._explain(pod, remote_pod)
         return TrainingFailed(message) if isinstance(message, str) else message
 
-    def _explain(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> str | Exception | None:
+    def _explain(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> str | Exception | None:  # noqa: C901 - one branch per way a pod dies (evicted, OOM, image pull, unschedulable, deleted)
         if pod is None or pod.metadata is None or not pod.metadata.name:
             return None
         where = f"training pod {pod.metadata.namespace}/{pod.metadata.name} (task {self.task_id!r})"
@@ -388,7 +395,7 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
             if err.status != 404:
                 return None
             return _deleted(where, _termination_message(remote_pod, self.base_container_name))
-        except Exception:
+        except Exception:  # noqa: BLE001 - diagnosis is best effort: fall back to the pod seen last
             current = remote_pod
         if current is None or current.status is None:
             return None
@@ -445,14 +452,14 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
                 container=self.base_container_name,
                 tail_lines=LOG_TAIL_LINES,
             )
-        except Exception:
+        except Exception:  # noqa: BLE001 - diagnosis is best effort: a pod whose logs are gone adds no tail
             return ""
         return text if isinstance(text, str) else ""
 
     def _warning_events(self, pod: k8s.V1Pod) -> str:
         try:
             events = self.pod_manager.read_pod_events(pod).items
-        except Exception:
+        except Exception:  # noqa: BLE001 - diagnosis is best effort: no events readable, none quoted
             return ""
         return " ".join(f"{e.reason}: {e.message}" for e in events if e.type == "Warning")
 

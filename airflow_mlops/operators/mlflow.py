@@ -14,7 +14,6 @@ creates that pool with one slot when the scheduler starts, if it does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_mlops.core.tags import TAG_TRY_NUMBER
@@ -25,6 +24,9 @@ from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import OnFailure, fail_fast, identity_from_context, optional_text
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from airflow.sdk import BaseOperatorLink
     from airflow.sdk.definitions.context import Context
 
     from airflow_mlops.hooks.mlflow import MlflowHook
@@ -47,7 +49,7 @@ def _is_templated(value: Any) -> bool:
 class _MlflowRegistryOperator(MlflowBaseOperator):
     """Shared plumbing: the MLflow hook of the task and the model-version link."""
 
-    operator_extra_links: tuple = (MlflowModelVersionLink(),)
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (MlflowModelVersionLink(),)
     #: Moves an alias: runs in ``[mlops] promotion_pool`` unless given another ``pool``.
     moves_alias: ClassVar[bool] = False
 
@@ -81,7 +83,8 @@ class _MlflowRegistryOperator(MlflowBaseOperator):
             result.version,
         )
         self._push_version_link(context, hook, result.name, result.version)
-        return result.to_summary()
+        summary: dict[str, Any] = result.to_summary()
+        return summary
 
 
 class MlflowRegisterModelOperator(_MlflowRegistryOperator):

@@ -21,7 +21,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.tags import TAG_VALIDATION, TAG_VALIDATION_REPORT
 from airflow_mlops.core.training_result import (
     EXIT_BAD_INPUT,
@@ -39,6 +38,7 @@ from airflow_mlops.operators.common import fail_fast, identity_from_context, opt
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
+    from airflow_mlops.core.lineage import AirflowIdentity
     from airflow_mlops.hooks.mlflow import MlflowHook
 
 TAIL_LINES = 40

@@ -148,7 +148,7 @@ class GXValidateDatasetOperator(BaseOperator):
         if publish_asset and self.asset is not None:
             self.outlets = [*self.outlets, self.asset]
         elif publish_asset:
-            owner = f"{self.dag_id}.{self.task_id}" if self.has_dag() else self.task_id
+            owner = f"{self.dag_id}.{self.task_id}" if self.has_dag() else self.task_id  # type: ignore[no-untyped-call]
             self.asset_alias = AssetAlias(name=asset_alias or f"{ASSET_ALIAS_PREFIX}:{owner}")
             self.outlets = [*self.outlets, self.asset_alias]
             self.inlets = [*self.inlets, self.asset_alias]  # read back this task's past events (no re-emit)
@@ -223,7 +223,7 @@ class GXValidateDatasetOperator(BaseOperator):
         path = os.fspath(suite)
         if "://" in path or os.path.isabs(path):
             return path
-        dag = context.get("dag") or (self.dag if self.has_dag() else None)
+        dag = context.get("dag") or (self.dag if self.has_dag() else None)  # type: ignore[no-untyped-call]
         fileloc = getattr(dag, "fileloc", None)
         if fileloc:
             candidate = os.path.normpath(os.path.join(os.path.dirname(fileloc), path))

@@ -73,7 +73,7 @@ class LazyApp:
         await self._app(scope, receive, send)
 
 
-def create_app() -> Any:
+def create_app() -> Any:  # noqa: C901 - the API routes are nested in one factory, as FastAPI apps are
     """The FastAPI app: ``/health`` and ``/reports/view``."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag

@@ -43,7 +43,7 @@ def load_checkpoint(uri: str) -> dict[str, Any] | None:
         with fs.open(path, "rb") as handle:
             data = handle.read()
         payload: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint becomes one TrainingFailed with the fix
         raise TrainingFailed(
             f"checkpoint {uri} cannot be read ({type(err).__name__}: {str(err)[:200]}). Delete it to start the "
             "training over, or point checkpoint_uri elsewhere."

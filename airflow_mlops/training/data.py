@@ -102,7 +102,7 @@ def check_mlp_features(frame: pd.DataFrame, features: list[str], uri: str) -> No
 
 
 def _numeric(col: pd.Series) -> bool:
-    return pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype)
+    return bool(pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype))
 
 
 def load_and_split(spec: TrainingSpec, estimator: Any | None = None) -> PreparedData:

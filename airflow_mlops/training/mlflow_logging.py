@@ -11,13 +11,11 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow import MlflowClient
 
-from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.tags import (
     TAG_CLASSES,
     TAG_DATASET_FINGERPRINT,
@@ -30,6 +28,11 @@ from airflow_mlops.core.tags import (
 )
 from airflow_mlops.core.training_result import identity_filter, model_uri_of
 from airflow_mlops.core.training_spec import MAX_TAG_VALUE, TrainingSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow_mlops.core.lineage import AirflowIdentity
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +177,7 @@ def _own_skops_types(estimator: Any) -> list[str] | None:
         import skops.io
 
         return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(estimator))) or None
-    except Exception:  # skops missing or unable to dump: log_model decides (cloudpickle fallback below)
+    except Exception:  # noqa: BLE001 - skops missing or unable to dump: log_model decides (cloudpickle fallback below)
         return None
 
 
@@ -194,7 +197,7 @@ def log_sklearn_model(estimator: Any, estimator_path: str, x_example: Any) -> st
             pip_requirements=requirements,
             skops_trusted_types=_own_skops_types(estimator),
         )
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - skops refusing for any reason falls back to cloudpickle, logged
         log.warning(
             "skops could not serialise %s (%s); logging it with cloudpickle instead", estimator_path, err
         )

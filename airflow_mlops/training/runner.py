@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.tags import TAG_PRECISION, TAG_RESUMED_FROM_EPOCH
 from airflow_mlops.core.training_result import model_uri_of
 from airflow_mlops.core.training_spec import ModelFamily, TaskType, TrainingSpec
 from airflow_mlops.exceptions import TrainingSpecError
 from airflow_mlops.training import checkpoint as ckpt
 from airflow_mlops.training.data import PreparedData, load_and_split
+
+if TYPE_CHECKING:
+    from airflow_mlops.core.lineage import AirflowIdentity
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +214,7 @@ def _run_exists(run_id: Any) -> bool:
 
     try:
         run = MlflowClient().get_run(str(run_id))
-    except Exception:
+    except Exception:  # noqa: BLE001 - a run that cannot be read is treated as gone: the runner starts a new one
         return False
     return run.info.lifecycle_stage != "deleted"
 

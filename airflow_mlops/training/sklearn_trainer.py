@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from airflow_mlops.core.training_spec import TaskType, TrainingSpec, build_estimator
 from airflow_mlops.exceptions import TrainingFailed
-from airflow_mlops.training.data import PreparedData
 from airflow_mlops.training.metrics import compute_metrics
+
+if TYPE_CHECKING:
+    from airflow_mlops.training.data import PreparedData
 
 log = logging.getLogger(__name__)
 

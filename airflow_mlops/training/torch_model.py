@@ -49,7 +49,8 @@ class TabularMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean: torch.Tensor = self.mean  # type: ignore[assignment]
         scale: torch.Tensor = self.scale  # type: ignore[assignment]
-        return self.body((x - mean) / scale)
+        out: torch.Tensor = self.body((x - mean) / scale)
+        return out
 
 
 def build_network(config: dict[str, Any]) -> TabularMLP:

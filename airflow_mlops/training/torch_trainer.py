@@ -11,18 +11,21 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from airflow_mlops.core.training_spec import AmpMode, Device, TaskType, TorchMlpParams, greater_is_better
-from airflow_mlops.training.data import PreparedData
 from airflow_mlops.training.metrics import compute_metrics
 from airflow_mlops.training.torch_model import build_network, model_config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from airflow_mlops.training.data import PreparedData
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +165,7 @@ def _restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train_mlp(
+def train_mlp(  # noqa: C901 - the training loop (AMP, checkpoints, early stopping, resume) reads best in one piece
     data: PreparedData,
     params: TorchMlpParams,
     metrics: list[str],

@@ -11,12 +11,13 @@ restarting, network blip).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from airflow_mlops.hooks.mlflow import MlflowHook
 
 DEFAULT_MLFLOW_CONN_ID = "mlflow_default"
@@ -43,7 +44,7 @@ class MlflowPollTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         max_consecutive_errors: int = 5,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is unannotated
         self.mlflow_conn_id = mlflow_conn_id
         self.poll_interval = float(poll_interval)
         self.max_consecutive_errors = int(max_consecutive_errors)
@@ -93,7 +94,7 @@ class MlflowPollTrigger(BaseTrigger):
             except (ModelNotFound, MlopsConfigError) as err:  # will not fix itself: report now
                 yield self.event("error", message=str(err))
                 return
-            except Exception as err:  # transient until proven otherwise: retried up to the limit
+            except Exception as err:  # noqa: BLE001 - transient until proven otherwise: retried up to the limit
                 failures += 1
                 message = f"{type(err).__name__}: {err}"
                 if failures >= self.max_consecutive_errors:

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from airflow_mlops.core import scoring
 from airflow_mlops.core.scoring.model import ModelFlavor
@@ -27,6 +27,13 @@ from airflow_mlops.exceptions import (
     SchemaMismatch,
     ScoringError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def _split(text: str) -> list[str]:
+    return [part for part in (x.strip() for x in text.split(",")) if part]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,15 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from mlflow import MlflowClient
 
-    split = lambda s: [p for p in (x.strip() for x in s.split(",")) if p]  # noqa: E731
     try:
         result = run_batch_inference(
             MlflowClient(),
             args.model_uri,
             args.input_uri,
             args.output_uri,
-            input_files=split(args.input_files) or None,
-            passthrough_columns=split(args.passthrough),
+            input_files=_split(args.input_files) or None,
+            passthrough_columns=_split(args.passthrough),
             prediction_column=args.prediction_column,
             batch_size=args.batch_size,
             flavor=args.flavor,

@@ -11,11 +11,9 @@ import enum
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.core.scoring.refs import ModelRef
 from airflow_mlops.exceptions import (
     MlopsConfigError,
     ModelRegistryError,
@@ -25,8 +23,12 @@ from airflow_mlops.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
     import numpy as np
     import pyarrow as pa
+
+    from airflow_mlops.core.scoring.refs import ModelRef
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def load_model(
     dst = local_dir or tempfile.mkdtemp(prefix="mlops-model-")
     try:
         path = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=dst)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any artifact-store error becomes one ModelRegistryError naming the model
         raise ModelRegistryError(
             f"downloading {ref.uri} ({ref.requested_uri}) failed: {first_line(err)}. Check the artifact store."
         ) from None
@@ -198,7 +200,8 @@ def _matrix(batch: pa.RecordBatch, names: Sequence[str], dtype: Any, order: str)
     out = np.empty((n, len(names)), dtype=dtype, order=order)  # type: ignore[call-overload]
     for j, name in enumerate(names):
         out[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
-    return out
+    matrix: np.ndarray = out
+    return matrix
 
 
 def _numeric_dtype(features: Sequence[FeatureSpec]) -> Any:
@@ -212,7 +215,7 @@ def _numeric_dtype(features: Sequence[FeatureSpec]) -> Any:
     return None
 
 
-def _sklearn_predict(
+def _sklearn_predict(  # noqa: C901 - picks one of four predict paths by the model's fitted names and dtypes
     model: Any, method: Callable[[Any], Any], names: list[str], features: Sequence[FeatureSpec]
 ) -> Callable[[pa.RecordBatch], Any]:
     dtype = _numeric_dtype(features)
@@ -260,7 +263,7 @@ def _sklearn_predict(
 
             try:
                 fast = np.asarray(predict_ordered(probe))
-            except Exception:
+            except Exception:  # noqa: BLE001 - a model that cannot take the array has no fast path: the frame path decides
                 return False
             slow = np.asarray(predict_named(probe))
             return fast.shape == slow.shape and fast.dtype == slow.dtype and np.array_equal(fast, slow)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from airflow_mlops.core.storage import is_local, local_path
 from airflow_mlops.exceptions import DatasetError, SchemaMismatch, first_line
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     import pyarrow as pa
 
     from airflow_mlops.core.scoring.model import LoadedModel
@@ -28,23 +29,23 @@ def _accepts(mlflow_type: str, arrow_type: pa.DataType) -> bool:
     small_int = t.is_int8(arrow_type) or t.is_int16(arrow_type) or t.is_uint8(arrow_type)
     int32ish = small_int or t.is_int32(arrow_type) or t.is_uint16(arrow_type)
     if mlflow_type == "double":
-        return t.is_floating(arrow_type) or int32ish or t.is_uint32(arrow_type)
+        return bool(t.is_floating(arrow_type) or int32ish or t.is_uint32(arrow_type))
     if mlflow_type == "float":
-        return t.is_float16(arrow_type) or t.is_float32(arrow_type) or small_int
+        return bool(t.is_float16(arrow_type) or t.is_float32(arrow_type) or small_int)
     if mlflow_type == "long":
-        return t.is_integer(arrow_type) and not t.is_uint64(arrow_type)
+        return bool(t.is_integer(arrow_type) and not t.is_uint64(arrow_type))
     if mlflow_type == "integer":
-        return int32ish
+        return bool(int32ish)
     if mlflow_type == "boolean":
-        return t.is_boolean(arrow_type)
+        return bool(t.is_boolean(arrow_type))
     if mlflow_type == "string":
-        return t.is_string(arrow_type) or t.is_large_string(arrow_type)
+        return bool(t.is_string(arrow_type) or t.is_large_string(arrow_type))
     if mlflow_type == "binary":
-        return t.is_binary(arrow_type) or t.is_large_binary(arrow_type)
+        return bool(t.is_binary(arrow_type) or t.is_large_binary(arrow_type))
     if mlflow_type == "datetime":
-        return t.is_timestamp(arrow_type) or t.is_date(arrow_type)
+        return bool(t.is_timestamp(arrow_type) or t.is_date(arrow_type))
     if mlflow_type == "numeric":  # tensor signatures: any number
-        return t.is_floating(arrow_type) or t.is_integer(arrow_type) or t.is_boolean(arrow_type)
+        return bool(t.is_floating(arrow_type) or t.is_integer(arrow_type) or t.is_boolean(arrow_type))
     return True  # types we do not check (arrays, objects, any): the model itself validates them
 
 

@@ -13,9 +13,8 @@ import logging
 import posixpath
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core import data as data_mod
 from airflow_mlops.core.scoring.manifest import (
@@ -26,6 +25,9 @@ from airflow_mlops.core.scoring.manifest import (
 )
 from airflow_mlops.core.storage import check_uri, get_fs, join_uri, to_uri, write_json
 from airflow_mlops.exceptions import MlopsConfigError, ScoringError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 COMBINED_MANIFEST_NAME = "_manifest.json"
 PART_TEMPLATE = "part-{index:05d}.parquet"

@@ -15,7 +15,6 @@ import posixpath
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.core import data as data_mod
@@ -46,6 +45,8 @@ from airflow_mlops.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
     from mlflow import MlflowClient
 
     from airflow_mlops.core.data import DatasetRef
@@ -99,7 +100,7 @@ class _Background:
     def _run(self, fn: Callable[[], str]) -> None:
         try:
             self._result = fn()
-        except BaseException as err:  # re-raised in the caller's thread by get()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread by get()
             self._error = err
 
     def get(self) -> str:
@@ -196,7 +197,7 @@ def _exclusive_output(output_uri: str, log: logging.Logger | Any) -> Iterator[No
         yield
 
 
-def _score_dataset(
+def _score_dataset(  # noqa: C901 - the streaming write: schema check, first batch, the rest, rename, manifest, in order
     model: LoadedModel,
     input_uri: str,
     output_uri: str,
