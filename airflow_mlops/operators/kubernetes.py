@@ -11,7 +11,6 @@ never pay for it.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -22,6 +21,14 @@ from airflow_mlops.core.training_spec import ModelFamily, TrainingSpec
 from airflow_mlops.exceptions import ConnectionConfigError, MlopsConfigError, MlopsError, TrainingFailed
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast, identity_from_context
+from airflow_mlops.operators.kubernetes_pod import (
+    DEFAULT_GPU_NODE_LABEL,
+    DEFAULT_GPU_RESOURCE,
+    LOG_TAIL_LINES,
+    PodSetup,
+    explain_pod_end,
+    pod_arguments,
+)
 from airflow_mlops.operators.training import MlflowTrainingRunLink, TrainingOperatorMixin
 
 if TYPE_CHECKING:
@@ -32,17 +39,7 @@ if TYPE_CHECKING:
     from airflow_mlops.core.lineage import AirflowIdentity
     from airflow_mlops.hooks.mlflow import MlflowHook
 
-INTERPRETER = ["python"]
 SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
-DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
-DEFAULT_LABELS = {
-    "app.kubernetes.io/name": "airflow-mlops-trainer",
-    "app.kubernetes.io/component": "training",
-}
-NON_ROOT_UID = 50000  # the trainer image's USER (docker/trainer.Dockerfile)
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-LOG_TAIL_LINES = 20
 
 
 class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator, MlflowBaseOperator):
@@ -151,44 +148,18 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
         kubernetes_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        task_id = kwargs.get("task_id", "?")
-        _check_surface(task_id, gpu_count, gpu_resource, gpu_type, cpu, memory, memory_limit, kwargs)
-        kwargs.setdefault("multiple_outputs", True)  # so ``train.output["run_id"]`` works downstream
-        kwargs.setdefault("cmds", list(INTERPRETER))
-        kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
-        kwargs.setdefault("log_pod_spec_on_failure", False)
-        kwargs["labels"] = {**DEFAULT_LABELS, **(kwargs.get("labels") or {})}
-        if gpu_count or cpu or memory or memory_limit:
-            kwargs["container_resources"] = _resources(gpu_count, gpu_resource, cpu, memory, memory_limit)
-        if gpu_type:
-            kwargs["node_selector"] = {**(kwargs.get("node_selector") or {}), gpu_node_label: gpu_type}
-        if gpu_count and gpu_toleration:
-            toleration = k8s.V1Toleration(key=gpu_resource, operator="Exists", effect="NoSchedule")
-            kwargs["tolerations"] = [*(kwargs.get("tolerations") or []), toleration]
-        if kwargs.get("security_context") is None:
-            kwargs["security_context"] = k8s.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=NON_ROOT_UID,
-                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-            )
-        if kwargs.get("container_security_context") is None:
-            kwargs["container_security_context"] = k8s.V1SecurityContext(
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=read_only_root_filesystem,
-                run_as_non_root=True,
-                capabilities=k8s.V1Capabilities(drop=["ALL"]),
-            )
-        volumes = list(kwargs.get("volumes") or [])
-        mounts = list(kwargs.get("volume_mounts") or [])
-        if read_only_root_filesystem:
-            volumes.append(k8s.V1Volume(name="mlops-tmp", empty_dir=k8s.V1EmptyDirVolumeSource()))
-            mounts.append(k8s.V1VolumeMount(name="mlops-tmp", mount_path="/tmp"))
-        if gpu_count:  # PyTorch shares tensors between processes through /dev/shm (64 MiB by default)
-            volumes.append(
-                k8s.V1Volume(name="mlops-dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory"))
-            )
-            mounts.append(k8s.V1VolumeMount(name="mlops-dshm", mount_path="/dev/shm"))
-        kwargs["volumes"], kwargs["volume_mounts"] = volumes, mounts
+        pod_arguments(
+            kwargs,
+            gpu_count=gpu_count,
+            gpu_resource=gpu_resource,
+            gpu_type=gpu_type,
+            gpu_node_label=gpu_node_label,
+            gpu_toleration=gpu_toleration,
+            cpu=cpu,
+            memory=memory,
+            memory_limit=memory_limit,
+            read_only_root_filesystem=read_only_root_filesystem,
+        )
         if isinstance(training, TrainingSpec):
             training = training.to_dict()  # templates render plain data
         super().__init__(
@@ -385,63 +356,43 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
         message = self._explain(pod, remote_pod)
         return TrainingFailed(message) if isinstance(message, str) else message
 
-    def _explain(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> str | Exception | None:  # noqa: C901 - one branch per way a pod dies (evicted, OOM, image pull, unschedulable, deleted)
+    def _explain(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> str | Exception | None:
+        """Read the pod as it is now (it may be gone) and explain its end: :func:`explain_pod_end`."""
         if pod is None or pod.metadata is None or not pod.metadata.name:
             return None
-        where = f"training pod {pod.metadata.namespace}/{pod.metadata.name} (task {self.task_id!r})"
         try:
             current = self.pod_manager.read_pod(pod)
         except ApiException as err:
             if err.status != 404:
                 return None
-            return _deleted(where, _termination_message(remote_pod, self.base_container_name))
+            current = None  # deleted: what the last look at it saw is all there is
         except Exception:  # noqa: BLE001 - diagnosis is best effort: fall back to the pod seen last
             current = remote_pod
-        if current is None or current.status is None:
-            return None
-        status = current.status
-        if status.phase == "Succeeded":
-            return None
-        if current.metadata is not None and current.metadata.deletion_timestamp is not None:
-            return _deleted(where, self._log_tail(current))
-        terminated = _container_state(current, self.base_container_name, "terminated")
-        waiting = _container_state(current, self.base_container_name, "waiting")
-        if terminated is not None:
-            reason, code = terminated.reason or "Error", terminated.exit_code
-            tail = self._log_tail(current) or (terminated.message or "")
-            if reason == "OOMKilled":
-                limit = f" of {self.memory_limit}" if self.memory_limit else ""
-                return (
-                    f"{where} was OOMKilled (exit code {code}): the trainer used more than its memory limit"
-                    f"{limit}. Raise memory / memory_limit, or lower the batch size or the data size."
-                    + _tail_block(tail)
-                )
-            lines = [line for line in tail.splitlines() if line.strip()]
-            return self.training_error(
-                code, lines, f"pod {pod.metadata.namespace}/{pod.metadata.name} ({reason})"
-            )
-        scheduled = next((c for c in status.conditions or [] if c.type == "PodScheduled"), None)
-        if scheduled is not None and scheduled.status != "True":
-            why = scheduled.message or self._warning_events(pod) or scheduled.reason or "no reason given"
-            wanted = (
-                f"{self.gpu_count} x {self.gpu_resource}" if self.gpu_count else "its CPU/memory requests"
-            )
-            selector = f" on nodes labelled {self.node_selector}" if self.node_selector else ""
-            return (
-                f"{where} was never scheduled within {self.schedule_timeout_seconds}s: {why} Check that a node "
-                f"pool offers {wanted}{selector} and that the cluster autoscaler can add one, or raise "
-                "schedule_timeout_seconds."
-            )
-        if waiting is not None:
-            return (
-                f"{where} never started its container: {waiting.reason}: {waiting.message or ''} "
-                f"(phase {status.phase}). Check the image {self.image!r}, its pull secret and the Secret "
-                f"{self.mlflow_secret_name!r} in namespace {pod.metadata.namespace!r}."
-            ).replace("  ", " ")
-        events = self._warning_events(pod)
-        return f"{where} ended in phase {status.phase} ({status.reason or 'no reason'})." + (
-            f" Events: {events}" if events else ""
+        else:
+            remote_pod = None
+        failure = explain_pod_end(
+            pod,
+            current,
+            last_seen=remote_pod,
+            pod_setup=PodSetup(
+                task_id=self.task_id,
+                container=self.base_container_name,
+                image=self.image,
+                memory_limit=self.memory_limit,
+                gpu_count=self.gpu_count,
+                gpu_resource=self.gpu_resource,
+                node_selector=self.node_selector,
+                schedule_timeout_seconds=self.schedule_timeout_seconds,
+                mlflow_secret_name=self.mlflow_secret_name,
+            ),
+            log_tail=lambda: self._log_tail(current),
+            warning_events=lambda: self._warning_events(pod),
         )
+        if failure is None:
+            return None
+        if failure.kind == "exit":
+            return self.training_error(failure.exit_code, list(failure.log_lines), failure.where)
+        return failure.message
 
     def _log_tail(self, pod: k8s.V1Pod) -> str:
         """The container's last lines (its termination message holds them too once the pod is gone)."""
@@ -482,87 +433,3 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
             self.log.info("Reattached to the pod of try %s; looking up that try's MLflow run", try_label)
             return replace(identity, try_number=int(try_label))
         return identity
-
-
-# ---------------------------------------------------------------------- helpers
-def _check_surface(
-    task_id: str,
-    gpu_count: Any,
-    gpu_resource: str,
-    gpu_type: str | None,
-    cpu: str | None,
-    memory: str | None,
-    memory_limit: str | None,
-    kwargs: dict[str, Any],
-) -> None:
-    where = f"KubernetesTrainModelOperator {task_id!r}"
-    if isinstance(gpu_count, bool) or not isinstance(gpu_count, int) or gpu_count < 0:
-        raise MlopsConfigError(f"{where}: gpu_count={gpu_count!r} must be a whole number >= 0.")
-    if not gpu_resource or not isinstance(gpu_resource, str):
-        raise MlopsConfigError(f"{where}: gpu_resource must name the GPU resource, e.g. 'nvidia.com/gpu'.")
-    if gpu_type and not gpu_count:
-        raise MlopsConfigError(f"{where}: gpu_type={gpu_type!r} needs gpu_count >= 1.")
-    for name, value in (("cpu", cpu), ("memory", memory), ("memory_limit", memory_limit)):
-        if value is not None and "{{" not in str(value) and not _QUANTITY.match(str(value)):
-            example = "'4' or '500m'" if name == "cpu" else "'16Gi' or '512Mi'"
-            raise MlopsConfigError(
-                f"{where}: {name}={value!r} is not a Kubernetes quantity; write it like {example}."
-            )
-    if kwargs.get("container_resources") is not None and (gpu_count or cpu or memory or memory_limit):
-        raise MlopsConfigError(
-            f"{where}: give either container_resources or gpu_count/cpu/memory/memory_limit, not both."
-        )
-    if kwargs.get("do_xcom_push"):
-        raise MlopsConfigError(
-            f"{where}: do_xcom_push=True is not supported: the result comes from MLflow, and the return value "
-            "is pushed to XCom without KPO's sidecar. Remove do_xcom_push."
-        )
-    if kwargs.get("arguments"):
-        raise MlopsConfigError(
-            f"{where}: arguments are set by the operator (--spec <training spec>); put settings in `training`."
-        )
-
-
-def _resources(
-    gpu_count: int, gpu_resource: str, cpu: str | None, memory: str | None, memory_limit: str | None
-) -> k8s.V1ResourceRequirements:
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if cpu:
-        requests["cpu"] = str(cpu)
-    if memory:
-        requests["memory"] = str(memory)
-    if memory_limit or memory:
-        limits["memory"] = str(memory_limit or memory)
-    if gpu_count:  # extended resources: requests must equal limits
-        requests[gpu_resource] = limits[gpu_resource] = str(gpu_count)
-    return k8s.V1ResourceRequirements(requests=requests or None, limits=limits or None)
-
-
-def _container_state(pod: k8s.V1Pod, container: str, state: str) -> Any:
-    for status in (pod.status.container_statuses if pod.status else None) or []:
-        if status.name == container and status.state is not None:
-            return getattr(status.state, state, None)
-    return None
-
-
-def _termination_message(pod: k8s.V1Pod | None, container: str) -> str:
-    if pod is None:
-        return ""
-    terminated = _container_state(pod, container, "terminated")
-    return (terminated.message or "") if terminated is not None else ""
-
-
-def _tail_block(text: str) -> str:
-    lines = [line for line in (text or "").rstrip().splitlines() if line.strip()][-LOG_TAIL_LINES:]
-    if not lines:
-        return ""
-    return "\nLast log lines of the container:\n" + "\n".join(f"  {line}" for line in lines)
-
-
-def _deleted(where: str, tail: str) -> str:
-    return (
-        f"{where} was deleted while it ran (node drained, spot capacity reclaimed, or deleted by someone) "
-        "before its container finished. A retry starts a new pod; with a checkpoint_uri in the spec the MLP "
-        "resumes from its last completed epoch." + _tail_block(tail)
-    )
