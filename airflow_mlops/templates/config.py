@@ -25,26 +25,20 @@ from airflow_mlops.core.gate import DEFAULT_GATE, GateRule, default_gate_rules
 # The core modules the config checks use are light (no heavy library at module level); importing them here puts
 # them in what a process pre-importing the DAG file's imports already has.
 from airflow_mlops.core.policy import RetrainingPolicy
-from airflow_mlops.core.training_spec import (
-    DEFAULT_METRICS,
-    ModelFamily,
-    TaskType,
-    TorchMlpParams,
-    TrainingSpec,
-    metric_task,
-)
 from airflow_mlops.exceptions import (
     GateRuleError,
     MlopsConfigError,
     TemplateConfigError,
-    TrainingSpecError,
+)
+from airflow_mlops.templates.spec_checks import (
+    check_training_spec,
+    config_error,
+    produced_metrics,
+    training_task,
+    unknown_key,
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
-
-
-def _fail(path: str, message: str) -> TemplateConfigError:
-    return TemplateConfigError(f"{path}: {message}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +80,7 @@ class KubernetesConfig:
 
     def __post_init__(self) -> None:
         if self.gpu_count < 0:
-            raise _fail("training.kubernetes.gpu_count", f"must be >= 0, got {self.gpu_count}")
+            raise config_error("training.kubernetes.gpu_count", f"must be >= 0, got {self.gpu_count}")
 
 
 @dataclass(frozen=True)
@@ -143,11 +137,11 @@ class GateConfig:
                 if isinstance(rule, Mapping):
                     for key in rule:
                         if key not in GateRule.KEYS:
-                            raise _fail(f"{where}.{key}", _unknown_key(key, GateRule.KEYS))
+                            raise config_error(f"{where}.{key}", unknown_key(key, GateRule.KEYS))
                 try:
                     normalised.append(GateRule.from_obj(rule, i).to_dict())
                 except GateRuleError as err:
-                    raise _fail(where, str(err)) from None
+                    raise config_error(where, str(err)) from None
             object.__setattr__(self, section, normalised)  # GateRule objects become plain data
 
     @property
@@ -193,7 +187,7 @@ class RetrainPolicyConfig:
         try:
             RetrainingPolicy.from_obj(dataclasses.asdict(self))
         except MlopsConfigError as err:
-            raise _fail("drift.policy", str(err)) from None
+            raise config_error("drift.policy", str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -215,7 +209,7 @@ class DriftConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.drift_share <= 1:
-            raise _fail("drift.drift_share", f"must be in (0, 1], got {self.drift_share}")
+            raise config_error("drift.drift_share", f"must be in (0, 1], got {self.drift_share}")
 
 
 @dataclass(frozen=True)
@@ -256,14 +250,14 @@ class LifecycleConfig:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.model_name or ""):
-            raise _fail(
+            raise config_error(
                 "model_name",
                 f"{self.model_name!r} is not a valid name; use letters, digits, '_', '-', '.' (max 200).",
             )
         if not self.data.train_uri:
-            raise _fail("data.train_uri", "is required: the URI of the training dataset.")
+            raise config_error("data.train_uri", "is required: the URI of the training dataset.")
         if self.inference.input_uri and not self.inference.output_uri:
-            raise _fail("inference.output_uri", "is required when inference.input_uri is set.")
+            raise config_error("inference.output_uri", "is required when inference.input_uri is set.")
         self.gate_rules()  # a gate metric training cannot produce is an error now, not at run time
 
     def gate_rules(self) -> list[dict[str, Any]] | str:
@@ -295,7 +289,7 @@ class LifecycleConfig:
                     if where == "gate"
                     else "it is not one of "
                 )
-                raise _fail(
+                raise config_error(
                     f"{where}.metric" if where != "gate" else "gate",
                     f"{hint}metric {metric!r}, but training.spec trains {what} that logs {sorted(produced)}. "
                     "Use one of those metrics, or add the metric to training.spec.metrics.",
@@ -363,39 +357,41 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:  # noqa: C901 - one branch p
             except TemplateConfigError as err:
                 errors.append(str(err))
         expected = " or ".join(_type_name(a) for a in args if a is not type(None))
-        raise _fail(path, f"expected {expected}, got {type(value).__name__} {value!r}")
+        raise config_error(path, f"expected {expected}, got {type(value).__name__} {value!r}")
     if origin is Literal:
         if value not in args:
-            raise _fail(path, f"must be one of {list(args)}, got {value!r}")
+            raise config_error(path, f"must be one of {list(args)}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, Mapping):
-            raise _fail(path, f"expected a mapping of {tp.__name__} fields, got {type(value).__name__}")
+            raise config_error(
+                path, f"expected a mapping of {tp.__name__} fields, got {type(value).__name__}"
+            )
         return _build(tp, value, path)
     if origin is list:
         if not isinstance(value, list):
-            raise _fail(path, f"expected a list, got {type(value).__name__} {value!r}")
+            raise config_error(path, f"expected a list, got {type(value).__name__} {value!r}")
         inner = args[0] if args else Any
         return [_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise _fail(path, f"expected a mapping, got {type(value).__name__}")
+            raise config_error(path, f"expected a mapping, got {type(value).__name__}")
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise _fail(path, f"expected true/false, got {value!r}")
+            raise config_error(path, f"expected true/false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(path, f"expected an integer, got {value!r}")
+            raise config_error(path, f"expected an integer, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(path, f"expected a number, got {value!r}")
+            raise config_error(path, f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise _fail(path, f"expected a string, got {type(value).__name__} {value!r}")
+            raise config_error(path, f"expected a string, got {type(value).__name__} {value!r}")
         return value
     return value
 
@@ -420,7 +416,7 @@ def _renamed(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, An
     for old, new in renames.items():
         if old in out:
             if new in out:
-                raise _fail(
+                raise config_error(
                     f"{prefix}.{old}" if prefix else old, f"is the older name of {new!r}; give only {new!r}"
                 )
             out[new] = out.pop(old)
@@ -434,7 +430,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     unknown = sorted(set(data) - set(fields_by_name) - {"source"})
     if unknown:
         where = prefix or "lifecycle config"
-        raise _fail(
+        raise config_error(
             where,
             f"unknown key(s) {unknown}; allowed: {sorted(k for k in fields_by_name if k != 'source')}",
         )
@@ -443,177 +439,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         path = f"{prefix}.{name}" if prefix else name
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise _fail(path, "is required")
+                raise config_error(path, "is required")
             continue
         kwargs[name] = _coerce(hints[name], data[name], path)
     return cls(**kwargs)  # __post_init__ errors already name their full field path
-
-
-# ------------------------------------------------------------------------------------ training spec checks
-_TEMPLATED = re.compile(r"{{|{%")
-# Spec fields whose (templated) strings are only rendered at run time; their values are not checked here.
-_RUN_TIME_FIELDS = ("dataset_uri", "checkpoint_uri", "tags", "run_name", "experiment")
-
-
-def _unknown_key(key: Any, allowed: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {key!r}.{hint} Allowed: {sorted(allowed)}."
-
-
-def _templated(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(_TEMPLATED.search(value))
-    if isinstance(value, Mapping):
-        return any(_templated(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_templated(v) for v in value)
-    return False
-
-
-# Spec fields that are text after rendering: templates are fine there (checked as the strings they are).
-_TEXT_FIELDS = ("target", "features")
-
-
-def _templated_non_text(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """``(field path, value)`` of templated values in spec fields that must not be text."""
-    found: list[tuple[str, Any]] = []
-    for key, value in spec.items():
-        if key in _RUN_TIME_FIELDS or key in _TEXT_FIELDS or not _templated(value):
-            continue
-        if key == "model" and isinstance(value, Mapping):
-            params = value.get("params")
-            for name, param in params.items() if isinstance(params, Mapping) else []:
-                if _templated(param):
-                    found.append((f"model.params.{name}", param))
-            for name in ("family", "estimator"):
-                if _templated(value.get(name)):
-                    found.append((f"model.{name}", value.get(name)))
-            if isinstance(params, str):
-                found.append(("model.params", params))
-        else:
-            found.append((str(key), value))
-    return found
-
-
-def check_training_spec(spec: Mapping[str, Any]) -> None:  # noqa: C901 - one check per spec field, each naming its YAML path
-    """
-    Check ``training.spec`` when the config loads: unknown keys (``targt``), a missing target or model, bad
-    metrics, bad MLP hyperparameters. Needs no data and imports no estimator (DAG parsing stays cheap); the
-    training operator checks the estimator's own parameters before it starts anything.
-    """
-
-    if not spec:
-        raise _fail("training.spec", "is required: at least target and model (see docs/training.md).")
-    allowed = {f.name for f in dataclasses.fields(TrainingSpec)}
-    for key in spec:
-        if key not in allowed:
-            raise _fail(f"training.spec.{key}", _unknown_key(key, allowed))
-    for key in ("target", "model"):
-        if spec.get(key) in (None, ""):
-            raise _fail(f"training.spec.{key}", "is required.")
-    model = spec["model"]
-    if isinstance(model, Mapping):
-        for key in model:
-            if key not in ("family", "estimator", "params"):
-                raise _fail(
-                    f"training.spec.model.{key}", _unknown_key(key, ("family", "estimator", "params"))
-                )
-    for path, value in _templated_non_text(spec):
-        raise _fail(
-            f"training.spec.{path}",
-            f"{value!r} is a template, but templates render as text and this field needs "
-            f"{'an object' if path == 'model' else 'a number, list or fixed name'}. Give per-run "
-            "hyperparameters through the training DAG's `hyperparameters` Param (or the operator's "
-            "hyperparameters= argument) instead.",
-        )
-    checked = {k: v for k, v in spec.items() if k not in _RUN_TIME_FIELDS}
-    try:
-        parsed = TrainingSpec.from_obj({**checked, "experiment": "check", "dataset_uri": "check.parquet"})
-        if parsed.model.family is ModelFamily.TORCH_MLP:
-            names = {f.name for f in dataclasses.fields(TorchMlpParams)}
-            for key in parsed.model.params:
-                if key not in names:
-                    raise _fail(f"training.spec.model.params.{key}", _unknown_key(key, names))
-            parsed.torch_params()
-        parsed.validate_static(check_estimator=False)
-    except TrainingSpecError as err:
-        raise _fail(_spec_error_path(str(err)), str(err)) from None
-
-
-def _spec_error_path(message: str) -> str:
-    """The ``training.spec...`` field a TrainingSpecError message is about."""
-    for pattern in (
-        r"torch_mlp hyperparameter (\w+)=",
-        r"field '([\w.]+)'",
-        r"^(model\.\w+)=",
-        r"^model\.params of ",
-        r"^(?:unknown )?metric",
-        r"^metrics ",
-    ):
-        found = re.search(pattern, message)
-        if found is None:
-            continue
-        if pattern.startswith("torch"):
-            return f"training.spec.model.params.{found.group(1)}"
-        if "metric" in pattern:
-            return "training.spec.metrics"
-        if pattern.startswith("^model\\.params"):
-            return "training.spec.model.params"
-        return f"training.spec.{found.group(1)}"
-    return "training.spec"
-
-
-_CLASSIFIER_NAMES = re.compile(r"(Classifier|NB|SVC|LogisticRegression|LogisticRegressionCV)$")
-_REGRESSOR_NAMES = re.compile(r"(Regressor|SVR|Regression|RegressionCV|Ridge|RidgeCV|Lasso|LassoCV|"
-                              r"ElasticNet|ElasticNetCV|Lars|LassoLars)$")  # fmt: skip
-
-
-def training_task(spec: Mapping[str, Any]) -> str | None:
-    """
-    ``classification`` / ``regression`` when the spec says it without data (its ``task``, its metrics, or a
-    scikit-learn estimator whose class name says it), else None (an MLP with ``task: auto`` learns it from
-    the target column).
-    """
-
-    task = spec.get("task")
-    if task in ("classification", "regression"):
-        return str(task)
-    metrics = spec.get("metrics")
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if isinstance(metrics, list) and metrics and isinstance(metrics[0], str):
-        found = metric_task(metrics[0])
-        if found is not None:
-            return found.value
-    model = spec.get("model")
-    estimator = model if isinstance(model, str) else (model or {}).get("estimator")
-    if isinstance(estimator, str) and estimator != "torch_mlp":
-        cls = estimator.rsplit(".", 1)[-1]
-        if _CLASSIFIER_NAMES.search(cls):
-            return "classification"
-        if _REGRESSOR_NAMES.search(cls):
-            return "regression"
-    return None
-
-
-def produced_metrics(spec: Mapping[str, Any], task: str | None) -> set[str] | None:
-    """The run metrics training logs for ``spec`` (``val_<metric>``...), or None when it depends on the data."""
-
-    metrics = spec.get("metrics")
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if isinstance(metrics, list) and metrics:
-        names = [str(m) for m in metrics]
-    elif task is not None:
-        names = list(DEFAULT_METRICS[TaskType(task)])
-    else:
-        return None
-    produced = {f"val_{m}" for m in names}
-    model = spec.get("model")
-    family = model if isinstance(model, str) else (model or {}).get("family")
-    if family == "torch_mlp":
-        produced |= {"epochs_completed", "best_epoch"}
-    return produced

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from airflow_mlops.core.training_spec import TaskType, TrainingSpec, build_estimator
+from airflow_mlops.core.estimators import build_estimator
+from airflow_mlops.core.training_spec import TaskType, TrainingSpec
 from airflow_mlops.exceptions import TrainingFailed
 from airflow_mlops.training.metrics import compute_metrics
 
