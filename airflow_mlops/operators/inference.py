@@ -88,6 +88,20 @@ def _as_list(value: Any, what: str) -> list[str] | None:
     raise MlopsConfigError(f"{what} must be a list of strings or a comma-separated string, not {value!r}.")
 
 
+def _finish(operator: BaseOperator, context: Context, result: Any, ui_url: str | None) -> dict[str, Any]:
+    """Link the model version, publish the predictions (once per content), return the small summary."""
+    from airflow_mlops.links.base import mlflow_model_version_url, push_link
+
+    push_link(
+        context,
+        BatchInferenceModelLink,
+        mlflow_model_version_url(ui_url, result.model_name, result.model_version),
+    )
+    summary: dict[str, Any] = result.to_summary()
+    _publish(operator, context, result.output_uri, _event_extra(summary))
+    return summary
+
+
 class BatchInferenceOperator(MlflowBaseOperator):
     """
     Score a dataset with a registered model version and write predictions exactly once.
@@ -180,7 +194,6 @@ class BatchInferenceOperator(MlflowBaseOperator):
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.scoring import run_batch_inference
-        from airflow_mlops.links.base import mlflow_model_version_url, push_link
         from airflow_mlops.settings import get_settings
 
         hook = self.mlflow_hook
@@ -201,19 +214,7 @@ class BatchInferenceOperator(MlflowBaseOperator):
                 progress_interval=self.progress_interval,
                 log=self.log,
             )
-        push_link(
-            context,
-            BatchInferenceModelLink,
-            mlflow_model_version_url(hook.ui_url, result.model_name, result.model_version),
-        )
-        summary = result.to_summary()
-        _publish(
-            self,
-            context,
-            result.output_uri,
-            _event_extra(summary),
-        )
-        return summary
+        return _finish(self, context, result, hook.ui_url)
 
 
 class BatchInferencePlanOperator(MlflowBaseOperator):
@@ -314,7 +315,6 @@ class BatchInferenceCombineOperator(MlflowBaseOperator):
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.scoring import combine_shards
-        from airflow_mlops.links.base import mlflow_model_version_url, push_link
 
         outputs = []
         for shard in list(self.shards or ()):
@@ -329,16 +329,4 @@ class BatchInferenceCombineOperator(MlflowBaseOperator):
             ui_url = self.mlflow_hook.ui_url
         except Exception:  # noqa: BLE001 - the link is a convenience; a missing connection must not fail the combine
             ui_url = None
-        push_link(
-            context,
-            BatchInferenceModelLink,
-            mlflow_model_version_url(ui_url, result.model_name, result.model_version),
-        )
-        summary = result.to_summary()
-        _publish(
-            self,
-            context,
-            result.output_uri,
-            _event_extra(summary),
-        )
-        return summary
+        return _finish(self, context, result, ui_url)

@@ -313,7 +313,28 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
         )
 
 
-class MlflowRollbackModelOperator(_MlflowRegistryOperator):
+class _AliasMoveOperator(_MlflowRegistryOperator):
+    """What the rollback and the manual alias move share: an alias, a version, a recorded reason."""
+
+    moves_alias = True
+    template_fields: Sequence[str] = ("name", "alias", "version", "reason", "mlflow_conn_id")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        alias: str | None = None,
+        version: str | int | None = None,
+        reason: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        self.alias = alias
+        self.version = version
+        self.reason = reason
+
+
+class MlflowRollbackModelOperator(_AliasMoveOperator):
     """
     Move an alias (default: the champion) back to the version it pointed to before, or to ``version``, in one step.
 
@@ -334,24 +355,6 @@ class MlflowRollbackModelOperator(_MlflowRegistryOperator):
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
     """
 
-    moves_alias = True
-    template_fields: Sequence[str] = ("name", "alias", "version", "reason", "mlflow_conn_id")
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        alias: str | None = None,
-        version: str | int | None = None,
-        reason: str | None = None,
-        mlflow_conn_id: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(name=name, mlflow_conn_id=mlflow_conn_id, **kwargs)
-        self.alias = alias
-        self.version = version
-        self.reason = reason
-
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.aliases import rollback_alias
@@ -371,7 +374,7 @@ class MlflowRollbackModelOperator(_MlflowRegistryOperator):
         )
 
 
-class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
+class MlflowSetModelAliasOperator(_AliasMoveOperator):
     """
     Point an alias of a registered model at a version (a manual move), recorded in the model's alias history.
 
@@ -392,23 +395,12 @@ class MlflowSetModelAliasOperator(_MlflowRegistryOperator):
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
     """
 
-    moves_alias = True
-    template_fields: Sequence[str] = ("name", "alias", "version", "reason", "mlflow_conn_id")
+    alias: str  # required here (the rollback's defaults to the champion)
 
     def __init__(
-        self,
-        *,
-        name: str,
-        alias: str,
-        version: str | int,
-        reason: str | None = None,
-        mlflow_conn_id: str | None = None,
-        **kwargs: Any,
+        self, *, name: str, alias: str, version: str | int, reason: str | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(name=name, mlflow_conn_id=mlflow_conn_id, **kwargs)
-        self.alias = alias
-        self.version = version
-        self.reason = reason
+        super().__init__(name=name, alias=alias, version=version, reason=reason, **kwargs)
 
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:

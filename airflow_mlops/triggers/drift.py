@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from airflow_mlops.triggers.base import DEFAULT_MLFLOW_CONN_ID, MlflowPollTrigger
+from airflow_mlops.triggers.base import MlflowPollTrigger
 
 
 class DriftConfirmedTrigger(MlflowPollTrigger):
@@ -33,15 +33,10 @@ class DriftConfirmedTrigger(MlflowPollTrigger):
         model_name: str,
         since: float,
         require_emitted: bool = False,
-        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
         poll_interval: float = 60.0,
-        max_consecutive_errors: int = 5,
+        **poll: Any,
     ) -> None:
-        super().__init__(
-            mlflow_conn_id=mlflow_conn_id,
-            poll_interval=poll_interval,
-            max_consecutive_errors=max_consecutive_errors,
-        )
+        super().__init__(poll_interval=poll_interval, **poll)  # mlflow_conn_id, max_consecutive_errors
         self.model_name = model_name
         self.since = float(since)
         self.require_emitted = bool(require_emitted)

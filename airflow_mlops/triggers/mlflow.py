@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from airflow_mlops.triggers.base import DEFAULT_MLFLOW_CONN_ID, MlflowPollTrigger
+from airflow_mlops.triggers.base import MlflowPollTrigger
 
 
 class MlflowModelAliasTrigger(MlflowPollTrigger):
@@ -33,15 +33,10 @@ class MlflowModelAliasTrigger(MlflowPollTrigger):
         name: str,
         alias: str,
         not_version: str | None = None,
-        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
         poll_interval: float = 30.0,
-        max_consecutive_errors: int = 5,
+        **poll: Any,
     ) -> None:
-        super().__init__(
-            mlflow_conn_id=mlflow_conn_id,
-            poll_interval=poll_interval,
-            max_consecutive_errors=max_consecutive_errors,
-        )
+        super().__init__(poll_interval=poll_interval, **poll)  # mlflow_conn_id, max_consecutive_errors
         self.name = name
         self.alias = alias
         self.not_version = not_version
