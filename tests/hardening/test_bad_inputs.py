@@ -173,13 +173,10 @@ def _drift(w: World, ref: str, cur: str, **kw: Any) -> Any:
 
 
 def _drift_model(w: World, name: str | None = None, alias: str | None = None) -> Any:
-    """How the drift operator resolves the model it checks (before reading any data)."""
-    from airflow_mlops.operators.drift import EvidentlyDetectDriftOperator
+    """How the drift check resolves the model it checks (before reading any data)."""
+    from airflow_mlops.core.model_drift import resolve_model_version
 
-    op = EvidentlyDetectDriftOperator(
-        task_id="d", model_name=name or w.model, model_alias=alias, current_uri=w.good, emit_events=False
-    )
-    return op._model_version(w.client, name or w.model, "champion")
+    return resolve_model_version(w.client, name or w.model, None, alias or "champion")
 
 
 # Issue 14: bad values and malformed files, one builder each (300 rows like the good data).

@@ -259,7 +259,7 @@ def test_embedded_report_json_is_defused_and_decodes_to_the_same_data(tmp_path):
     """A data value that closes a script element stays inert text in Evidently's HTML (issue 14)."""
     import json
 
-    from airflow_mlops.core.drift import _defuse_embedded_json
+    from airflow_mlops.core.drift.engine import _defuse_embedded_json
 
     data = {"values": ["</script><script>alert(1)</script>", "a & b > c", "\\u003c stays"], "n": 3}
     page = tmp_path / "drift.html"

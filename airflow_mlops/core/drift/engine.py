@@ -1,15 +1,8 @@
-"""Drift detection with Evidently 0.7: compare current data with reference data, write the reports, decide.
+"""The drift check: :func:`detect_drift`, the Evidently run, the default tests and the report's HTML defusing.
 
-Framework-free (no Airflow). :func:`detect_drift` reads only the columns it compares, samples each side
-deterministically (seeded, so a retry gives identical scores) when it is larger than ``sample_size``, pins
-each column's statistical test to the one Evidently would pick on the *full* data, runs a ``Report`` with
-``DataDriftPreset`` (plus a ``ValueDrift`` on the prediction column when one is given), writes the HTML and
-JSON reports atomically under a report URI, and returns a typed :class:`DriftResult`.
-
-Why sampling keeps the decision: on more than 1000 reference rows Evidently scores numerical columns with
-the normed Wasserstein distance and categorical ones with the Jensen-Shannon distance. Both are effect sizes
-(they do not grow with the row count, unlike p-values), so a 50k-row sample estimates them to about +-0.01
-against a drift threshold of 0.1. ``bench/drift.py`` measures the agreement with full-data results.
+:func:`detect_drift` plans the columns, samples both sides, pins each column's test to the one Evidently
+would pick on the *full* data (:func:`default_method`), runs the ``Report``, writes the reports atomically
+and decides.
 """
 
 from __future__ import annotations
@@ -18,13 +11,27 @@ import logging
 import re
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.core.data import DatasetRef, column_names, count_rows, read_table, resolve_dataset, schema
+from airflow_mlops.core.data import DatasetRef, column_names, resolve_dataset
+from airflow_mlops.core.drift.columns import kind_of, plan_columns
+from airflow_mlops.core.drift.results import (
+    CATEGORICAL,
+    DEFAULT_DRIFT_SHARE,
+    DEFAULT_SAMPLE_SIZE,
+    DEFAULT_SEED,
+    EVIDENTLY_LARGE_REFERENCE,
+    HTML_NAME,
+    JSON_NAME,
+    MIN_SAMPLE_SIZE,
+    NUMERICAL,
+    RESULT_NAME,
+    ColumnDrift,
+    DriftResult,
+)
+from airflow_mlops.core.drift.sampling import check_finite, check_not_all_null, load_sample, to_frame
 from airflow_mlops.core.storage import atomic_local_path, check_uri, join_uri, write_json
 from airflow_mlops.exceptions import (
-    DatasetError,
     DriftDetectionError,
     EmptyDatasetError,
     MlopsConfigError,
@@ -35,21 +42,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     import pandas as pd
-    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DRIFT_SHARE = 0.5
-DEFAULT_SAMPLE_SIZE = 50_000
-MIN_SAMPLE_SIZE = 5_000
-DEFAULT_SEED = 20_251_122
-# Evidently switches from p-value tests to distance tests above this many reference rows.
-EVIDENTLY_LARGE_REFERENCE = 1000
-NUMERICAL = "numerical"
-CATEGORICAL = "categorical"
-HTML_NAME = "drift.html"
-JSON_NAME = "drift.json"
-RESULT_NAME = "result.json"
 _P_VALUE_METHODS = frozenset(
     {
         "ks",
@@ -68,313 +63,6 @@ _P_VALUE_METHODS = frozenset(
 _MAX_UNSEEN_LISTED = 10
 
 
-@dataclass(frozen=True)
-class ColumnDrift:
-    """The drift of one column: the test Evidently ran, its score and threshold, and the verdict."""
-
-    column: str
-    kind: str  # "numerical" | "categorical"
-    method: str
-    score: float
-    threshold: float
-    drifted: bool
-    unseen_categories: tuple[str, ...] = ()  # current values absent from the reference (first few)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["unseen_categories"] = list(self.unseen_categories)
-        return data
-
-
-@dataclass(frozen=True)
-class DriftResult:
-    """What a drift check found; :meth:`summary` is the small XCom-sized view."""
-
-    reference_uri: str
-    current_uri: str
-    columns: tuple[ColumnDrift, ...]
-    drift_share: float
-    share_threshold: float
-    drift_detected: bool
-    reference_rows: int
-    current_rows: int
-    reference_sample_rows: int
-    current_sample_rows: int
-    sample_size: int
-    seed: int
-    report_uri: str
-    html_uri: str
-    json_uri: str
-    result_uri: str
-    elapsed_s: float
-    prediction: ColumnDrift | None = None
-    reference_fingerprint: str | None = None
-    current_fingerprint: str | None = None
-    skipped_columns: tuple[str, ...] = ()
-    timings: Mapping[str, float] = field(default_factory=dict)
-
-    @property
-    def drifted_columns(self) -> list[str]:
-        return [c.column for c in self.columns if c.drifted]
-
-    @property
-    def sampled(self) -> bool:
-        return (
-            self.reference_sample_rows < self.reference_rows or self.current_sample_rows < self.current_rows
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.to_summary(),
-            "columns": [c.to_dict() for c in self.columns],
-            "prediction": self.prediction.to_dict() if self.prediction else None,
-            "skipped_columns": list(self.skipped_columns),
-            "sample_size": self.sample_size,
-            "seed": self.seed,
-            "result_uri": self.result_uri,
-            "timings": dict(self.timings),
-        }
-
-    def to_summary(self) -> dict[str, Any]:
-        """A compact JSON-safe dict (the operator's XCom value builds on it)."""
-        return {
-            "drift_detected": self.drift_detected,
-            "drift_share": round(float(self.drift_share), 6),
-            "share_threshold": self.share_threshold,
-            "drifted_columns": self.drifted_columns,
-            "n_columns": len(self.columns),
-            "prediction_drift": None if self.prediction is None else self.prediction.drifted,
-            "reference_uri": self.reference_uri,
-            "current_uri": self.current_uri,
-            "reference_fingerprint": self.reference_fingerprint,
-            "current_fingerprint": self.current_fingerprint,
-            "reference_rows": self.reference_rows,
-            "current_rows": self.current_rows,
-            "sampled": self.sampled,
-            "report_uri": self.html_uri,
-            "report_json_uri": self.json_uri,
-            "elapsed_s": round(self.elapsed_s, 3),
-        }
-
-    summary = to_summary  # the name before 0.2: kept for callers' code
-
-
-# ---------------------------------------------------------------------------------------------- columns
-def _kind_of(arrow_type: pa.DataType) -> str | None:
-    import pyarrow as pa
-
-    if pa.types.is_boolean(arrow_type):
-        return CATEGORICAL
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
-        return NUMERICAL
-    if (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or pa.types.is_dictionary(arrow_type)
-    ):
-        return CATEGORICAL
-    return None  # dates, timestamps, binary, nested: not compared
-
-
-def plan_columns(  # noqa: C901 - one pass over the columns, one branch per rejection reason, each with its own message
-    reference: DatasetRef,
-    current: DatasetRef,
-    columns: Sequence[str] | None,
-    categorical_columns: Sequence[str] = (),
-) -> tuple[dict[str, str], list[str]]:
-    """
-    Decide which columns to compare and how: ``({column: kind}, skipped)``.
-
-    ``columns`` (the model's input columns) must exist on both sides; without it every column the two
-    datasets share is compared. Columns of a type Evidently cannot compare (dates, binary, nested) are
-    skipped when implied and rejected when asked for.
-    """
-    ref_schema, cur_schema = schema(reference), schema(current)
-    ref_names, cur_names = list(ref_schema.names), list(cur_schema.names)
-    if columns:
-        wanted = list(dict.fromkeys(columns))
-        missing_ref = [c for c in wanted if c not in ref_names]
-        missing_cur = [c for c in wanted if c not in cur_names]
-        if missing_ref or missing_cur:
-            parts = []
-            if missing_ref:
-                parts.append(
-                    f"{missing_ref} missing from the reference data {reference.uri} (it has {ref_names})"
-                )
-            if missing_cur:
-                parts.append(
-                    f"{missing_cur} missing from the current data {current.uri} (it has {cur_names})"
-                )
-            raise SchemaMismatch(
-                "drift check column(s) " + "; ".join(parts) + ". Pass columns= that both datasets have, "
-                "or fix the data."
-            )
-    else:
-        wanted = [c for c in cur_names if c in ref_names]
-        if not wanted:
-            raise SchemaMismatch(
-                f"the reference data {reference.uri} and the current data {current.uri} have no column in "
-                f"common: reference has {ref_names}, current has {cur_names}. Point reference_uri at the data "
-                "the model was trained on, or pass columns=."
-            )
-    forced = set(categorical_columns)
-    unknown_forced = sorted(forced - set(wanted))
-    if unknown_forced:
-        raise MlopsConfigError(
-            f"categorical_columns {unknown_forced} are not among the compared columns {wanted}; fix the names."
-        )
-    plan: dict[str, str] = {}
-    skipped: list[str] = []
-    for name in wanted:
-        ref_type, cur_type = ref_schema.field(name).type, cur_schema.field(name).type
-        ref_kind, cur_kind = _kind_of(ref_type), _kind_of(cur_type)
-        if name in forced:
-            plan[name] = CATEGORICAL
-            continue
-        if ref_kind is None or cur_kind is None:
-            if columns:
-                raise SchemaMismatch(
-                    f"column {name!r} has type {ref_type} in the reference data {reference.uri} and {cur_type} "
-                    f"in the current data {current.uri}; drift can compare numbers, strings and booleans only. "
-                    "Drop it from columns=."
-                )
-            skipped.append(name)
-            continue
-        if ref_kind != cur_kind:
-            raise SchemaMismatch(
-                f"column {name!r} is {ref_kind} ({ref_type}) in the reference data {reference.uri} but "
-                f"{cur_kind} ({cur_type}) in the current data {current.uri}; make the types agree or list it "
-                "in categorical_columns= to compare it as categories."
-            )
-        plan[name] = ref_kind
-    if not plan:
-        raise SchemaMismatch(
-            f"no comparable columns between {reference.uri} and {current.uri} (skipped {skipped}: dates, "
-            "binary or nested types); pass columns= with numerical or categorical columns."
-        )
-    return plan, skipped
-
-
-# ---------------------------------------------------------------------------------------------- sampling
-def sample_indices(total: int, size: int, seed: int, stream: int) -> Any:
-    """Sorted row indices of a seeded sample without replacement (all rows when ``size`` is 0 or enough)."""
-    import numpy as np
-
-    if size <= 0 or total <= size:
-        return np.arange(total, dtype=np.int64)
-    rng = np.random.default_rng([seed, stream])
-    picked = rng.choice(total, size=size, replace=False)
-    picked.sort()
-    return picked
-
-
-def _take_streaming(ref: DatasetRef, columns: list[str], indices: Any, batch_size: int) -> pa.Table:
-    """Take rows at sorted global ``indices`` while streaming record batches (memory: one batch + sample)."""
-    import numpy as np
-    import pyarrow as pa
-
-    from airflow_mlops.core.data import iter_batches
-
-    parts = []
-    offset = 0
-    cursor = 0
-    for batch in iter_batches(ref, columns, batch_size=batch_size):
-        end = offset + batch.num_rows
-        stop = int(np.searchsorted(indices, end, side="left"))
-        if stop > cursor:
-            local = indices[cursor:stop] - offset
-            parts.append(batch.take(pa.array(local)))
-            cursor = stop
-        offset = end
-        if cursor >= len(indices):
-            break
-    if not parts:
-        return pa.Table.from_batches(
-            [], schema=pa.schema([pa.field(c, schema(ref).field(c).type) for c in columns])
-        )
-    return pa.Table.from_batches(parts)
-
-
-def load_sample(
-    ref: DatasetRef, columns: list[str], size: int, seed: int, stream: int, batch_size: int = 65_536
-) -> tuple[pa.Table, int]:
-    """``(sample table of only `columns`, total rows)``; deterministic for the same data, size and seed."""
-    total = count_rows(ref)
-    if total is not None:
-        indices = sample_indices(total, size, seed, stream)
-        if len(indices) == total:
-            return read_table(ref, columns), total
-        return _take_streaming(ref, columns, indices, batch_size), total
-    table = read_table(ref, columns)  # CSV: the row count is only known after parsing
-    total = table.num_rows
-    indices = sample_indices(total, size, seed, stream)
-    if len(indices) == total:
-        return table, total
-    import pyarrow as pa
-
-    return table.take(pa.array(indices)), total
-
-
-def _to_frame(table: pa.Table, plan: Mapping[str, str]) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    arrays = {}
-    for name in plan:
-        column = table.column(name)
-        if plan[name] == CATEGORICAL:
-            if pa.types.is_dictionary(column.type):
-                column = column.cast(column.type.value_type)
-            if not pa.types.is_string(column.type):
-                column = pc.cast(column, pa.string())
-        arrays[name] = column
-    frame = pa.table(arrays).to_pandas()
-    for name, kind in plan.items():
-        if kind == CATEGORICAL:
-            frame[name] = frame[name].astype(object)
-    return frame
-
-
-def _check_not_all_null(frame: pd.DataFrame, side: str, uri: str, total: int) -> None:
-    empty = [c for c in frame.columns if frame[c].notna().sum() == 0]
-    if empty:
-        raise DriftDetectionError(
-            f"column(s) {empty} hold only nulls in the {side} data {uri} ({len(frame)} of {total} rows read); "
-            "drift cannot be measured on them. Fix the upstream data or drop them with columns=."
-        )
-
-
-def _check_finite(frame: pd.DataFrame, side: str, uri: str, total: int) -> None:
-    """
-    DatasetError naming each column with +-inf values: Evidently does not fail on them, it scores nonsense
-    (a p-value of 1.0, or a column silently left out of the drift share).
-    """
-    import numpy as np
-
-    sampled = len(frame) < total
-    found = []
-    for name in frame.columns:
-        values = frame[name]
-        if values.dtype.kind != "f":
-            continue
-        infinite = np.isinf(values.to_numpy())
-        count = int(infinite.sum())
-        if count:
-            where = "" if sampled else f" (first at row {int(np.argmax(infinite))})"
-            found.append(f"column {name!r} of the {side} data {uri} holds {count} infinite value(s){where}")
-        missing = int(values.isna().sum())
-        if missing:
-            log.info("%d of %d value(s) of column %r of the %s data are null; Evidently ignores them",
-                     missing, len(values), name, side)  # fmt: skip
-    if found:
-        read = f" in a sample of {len(frame)} of its {total} rows" if sampled else ""
-        raise DatasetError(
-            f"{'; '.join(found)}{read}; drift cannot be measured on +-inf (rows count from 0). Replace them "
-            "upstream (with null, which drift ignores, or a bounded value) or drop the column with columns=."
-        )
-
-
-# ---------------------------------------------------------------------------------------------- methods
 def default_method(kind: str, reference_rows: int, n_unique: int) -> str:
     """The test Evidently 0.7 picks by default for a column, given the *full* reference row count."""
     large = reference_rows > EVIDENTLY_LARGE_REFERENCE
@@ -535,16 +223,16 @@ def detect_drift(  # noqa: C901 - the check's steps in their one retry-safe orde
                         f"{data_ref.uri} has {total}; predictions must be row-aligned with the data they score."
                     )
                 table = table.append_column(prediction_column, ptable.column(prediction_column))
-            pkind = _kind_of(ptable.schema.field(prediction_column).type) or CATEGORICAL
+            pkind = kind_of(ptable.schema.field(prediction_column).type) or CATEGORICAL
             if prediction_column in categorical_columns:
                 pkind = CATEGORICAL
             pred_kind = pred_kind or pkind
         full_plan = dict(feature_plan)
         if prediction_column:
             full_plan[prediction_column] = pred_kind or CATEGORICAL
-        frame = _to_frame(table, full_plan)
-        _check_not_all_null(frame, side, data_ref.uri, total)
-        _check_finite(frame, side, data_ref.uri, total)
+        frame = to_frame(table, full_plan)
+        check_not_all_null(frame, side, data_ref.uri, total)
+        check_finite(frame, side, data_ref.uri, total)
         frames[side], totals[side] = frame, total
     timings["read_s"] = time.perf_counter() - t0
 
