@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.helpers.airflow import run_dag, xcom
+from tests.helpers.airflow import run_dag
 from tests.helpers.airflow_api_server import AirflowApiServer
+from tests.helpers.xcom import xcom
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -249,6 +250,6 @@ def test_a_script_payload_in_the_data_cannot_run_in_the_airflow_origin(
     csp = drift.headers["Content-Security-Policy"]
     assert "connect-src 'none'" in csp and "form-action 'none'" in csp and "script-src 'unsafe-inline'" in csp
     # ... and the data Evidently embeds is defused: the payload is in the page only as inert JSON escapes,
-    # so it cannot close the script element that holds it (core.drift._defuse_embedded_json).
+    # so it cannot close the script element that holds it (core.drift.engine._defuse_embedded_json).
     assert PAYLOAD not in drift.text
     assert "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in drift.text
