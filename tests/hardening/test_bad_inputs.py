@@ -173,10 +173,14 @@ def _drift(w: World, ref: str, cur: str, **kw: Any) -> Any:
 
 
 def _drift_model(w: World, name: str | None = None, alias: str | None = None) -> Any:
-    """How the drift check resolves the model it checks (before reading any data)."""
+    """How the drift operator resolves the model it checks (before reading any data)."""
     from airflow_mlops.core.model_drift import resolve_model_version
+    from airflow_mlops.operators.drift import EvidentlyDetectDriftOperator
 
-    return resolve_model_version(w.client, name or w.model, None, alias or "champion")
+    op = EvidentlyDetectDriftOperator(
+        task_id="d", model_name=name or w.model, model_alias=alias, current_uri=w.good, emit_events=False
+    )
+    return resolve_model_version(w.client, op.model_name, op.model_version, op.model_alias or "champion")
 
 
 # Issue 14: bad values and malformed files, one builder each (300 rows like the good data).
