@@ -39,10 +39,43 @@ def _say(message: str) -> None:
     print(f"\033[1m[demo]\033[0m {message}", flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the test harness uses this one too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process_groups(*procs: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """
+    Stop processes started with ``start_new_session=True``, their children included: SIGTERM each whole process
+    group, wait up to ``grace`` seconds for all of them together, SIGKILL whatever is left, reap the leaders.
+
+    A group whose leader has already exited is signalled too: children it left behind still hold ports and
+    files. The test harness stops its servers with this same function.
+    """
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    floor = min(grace, 0.1)  # each process gets a last look, unless the caller wants no grace at all
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(floor, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(proc, signal.SIGKILL)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # unkillable (stuck in the kernel): nothing more a caller can do
+            pass
+
+
+def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _setup_env(root: Path, repo: Path) -> dict[str, str]:
@@ -123,32 +156,60 @@ def _run(dag: Any, conf: dict[str, Any] | None = None) -> Any:
     return dag_run
 
 
-def _xcom(dag_run: Any, task_id: str) -> Any:
+def task_xcom(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    key: str = "return_value",
+    map_index: int = -1,
+    *,
+    raw: bool = False,
+) -> Any:
+    """
+    One XCom value of a task instance, read from the metadata DB; None when there is none.
+
+    A value stored as JSON text comes back decoded; a plain string that is not JSON (a bare URL) comes back as it
+    is. ``raw=True`` returns the stored value untouched (for a string that would decode, such as ``"2"``). The
+    test harness reads XCom with this same function.
+    """
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
-        value = session.execute(
+        row = session.execute(
             select(XComModel.value).where(
-                XComModel.dag_id == dag_run.dag_id,
-                XComModel.run_id == dag_run.run_id,
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
                 XComModel.task_id == task_id,
-                XComModel.key == "return_value",
+                XComModel.key == key,
+                XComModel.map_index == map_index,
             )
-        ).scalar()
-    return json.loads(value) if isinstance(value, str) else value
+        ).first()
+    if row is None:
+        return None
+    value = row[0]
+    if raw or not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _xcom(dag_run: Any, task_id: str) -> Any:
+    return task_xcom(dag_run.dag_id, dag_run.run_id, task_id)
 
 
 def _start_scheduler(root: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int]:
     """The real scheduler plus the API server its LocalExecutor workers report to."""
-    port = _free_port()
+    port = free_port()
     os.environ["AIRFLOW__API__PORT"] = str(port)
     os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
     airflow_bin = str(Path(sys.executable).with_name("airflow"))
     api_log = open(root / "logs" / "api-server.log", "wb")  # noqa: SIM115 - closed with the process
     sched_log = open(root / "logs" / "scheduler.log", "wb")  # noqa: SIM115
-    os.environ["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(_free_port())
+    os.environ["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
     api = subprocess.Popen(
         [airflow_bin, "api-server", "--port", str(port), "--host", "127.0.0.1"],
         stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -177,26 +238,8 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, root: Path, timeout: 
         except OSError:
             pass
         time.sleep(1)
-    _stop(proc)
+    stop_process_groups(proc)
     raise DemoError(f"the Airflow API server did not answer {url} in {timeout:.0f}s")
-
-
-def _stop(*procs: subprocess.Popen[bytes]) -> None:
-    for proc in procs:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 10
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _wait_for_retraining(dag_id: str, after: Any, timeout: float) -> Any:
@@ -292,7 +335,7 @@ def run_demo(argv: list[str]) -> int:
     try:
         retrain_run = _wait_for_retraining(retraining_id, since - _seconds(600), args.timeout)
     finally:
-        _stop(scheduler, api)
+        stop_process_groups(scheduler, api)
     if str(retrain_run.state) != "success":
         raise DemoError(
             f"{retraining_id} ended {retrain_run.state}; task logs are under {root / 'logs'}\n"
@@ -339,7 +382,9 @@ def _seconds(n: float) -> Any:
     return timedelta(seconds=n)
 
 
-def _summary(root: Path, first: dict, gate: dict, drift: dict, elapsed: float) -> None:
+def _summary(
+    root: Path, first: dict[str, Any], gate: dict[str, Any], drift: dict[str, Any], elapsed: float
+) -> None:
     from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.settings import get_settings
 

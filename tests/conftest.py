@@ -1,5 +1,7 @@
 """Test harness: a temporary AIRFLOW_HOME on SQLite, a real MLflow server on loopback, and a DAG runner.
 
+Tiers: tests/unit (marker ``unit``, added below) starts no server; everything else is ``integration``.
+
 The environment is set here, at import time, before anything imports Airflow: Airflow reads its
 configuration once per process.
 """
@@ -80,6 +82,14 @@ def storage_dir(tmp_path: Path) -> Path:
     path = tmp_path / "storage"
     path.mkdir()
     return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: `-m unit` selects the fast tier by this marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/unit is the fast tier (tests/helpers/tiers.py; tests/unit/test_tiers.py checks)."""
+    from tests.helpers.tiers import mark_unit_tier
+
+    mark_unit_tier(items, Path(__file__).resolve().parent / "unit")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -43,6 +43,8 @@ from tests.helpers.compose import (
     service_env,
 )
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "compose.md"
 CONSTRAINTS = ROOT / "constraints.txt"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "dags"
 HEAVY = ["mlflow", "evidently", "great_expectations", "torch", "sklearn"]

@@ -11,6 +11,8 @@ import pytest
 from bench import run_all
 from tests.helpers.compose import ROOT
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 
 def test_a_missing_headline_is_an_error_of_the_bench_command():
     headlines = {name: 1.0 for name in run_all.HEADLINES}
@@ -28,7 +30,6 @@ def test_a_missing_headline_is_an_error_of_the_bench_command():
     assert run_all.missing_headlines(headlines, {"drift"}, quick=False) == []
 
 
-@pytest.mark.slow
 def test_quick_inference_bench_writes_its_headline_keys(tmp_path):
     """The scoring headlines were once silently absent (derived from keys the script never wrote)."""
     out = tmp_path / "results.json"

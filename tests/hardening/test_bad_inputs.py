@@ -19,7 +19,7 @@ import pytest
 
 from airflow_mlops import exceptions as exc
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FEATURES = ["f0", "f1", "f2"]
 

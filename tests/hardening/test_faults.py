@@ -26,10 +26,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.airflow import run_dag, xcom
+from tests.helpers.airflow import run_dag
 from tests.helpers.k8s_emulator import Fault, K8sEmulator
+from tests.helpers.xcom import xcom
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 FEATURES = ["f0", "f1", "f2", "f3"]

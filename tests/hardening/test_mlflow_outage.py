@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.hardening.conftest import run_task_again, unique
-from tests.helpers.airflow import run_dag, task_states, xcom
+from tests.helpers.airflow import run_dag, task_states
 from tests.helpers.mlflow_server import MlflowServer
+from tests.helpers.xcom import xcom
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONN_ID = "mlflow_outage"
 _SERVERS: dict[str, MlflowServer] = {}

@@ -26,7 +26,7 @@ import pytest
 from tests.hardening.conftest import MODEL_EXPERIMENT, Scope, diff, run_task_again, snapshot, unique
 from tests.helpers.airflow import run_dag, task_states
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 START = datetime(2026, 1, 1)
 NAMESPACE = "ml"

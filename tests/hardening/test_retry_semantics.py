@@ -19,7 +19,7 @@ from tests.hardening.conftest import make_frame, unique
 from tests.helpers.airflow import run_dag, task_states, try_numbers
 from tests.helpers.mlflow_server import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
 

@@ -21,8 +21,9 @@ import pytest
 
 from tests.hardening.conftest import unique
 from tests.helpers.airflow import run_dag
+from tests.helpers.xcom import run_xcoms
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NAMESPACE = "ml"
 SECRET_NAME = "mlflow-credentials"
@@ -53,7 +54,6 @@ def _leaks(text: str) -> list[str]:
 
 def _db_rows(dag_run: Any) -> dict[str, str]:
     from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
@@ -63,11 +63,7 @@ def _db_rows(dag_run: Any) -> dict[str, str]:
                 RTIF.dag_id == dag_run.dag_id, RTIF.run_id == dag_run.run_id
             )
         ).all()
-        xcoms = session.execute(
-            select(XComModel.task_id, XComModel.key, XComModel.value).where(
-                XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id
-            )
-        ).all()
+    xcoms = run_xcoms(dag_run)
     return {
         "rendered": json.dumps([list(r) for r in rtif], default=str),
         "xcom": json.dumps([list(r) for r in xcoms], default=str),

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.xcom import xcom  # noqa: F401 - re-exported: tests/integration/test_registry.py imports it here
+
 _migrated = False
 
 
@@ -75,35 +77,6 @@ def task_log(
     if try_number is not None:
         logs = [p for p in logs if p.stem == f"attempt={try_number}"]
     return logs[-1].read_text(errors="replace") if logs else ""
-
-
-def xcom(dag_run: Any, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
-    """Read an XCom value of a finished run from the metadata DB."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        row = session.execute(
-            select(XComModel.value).where(
-                XComModel.dag_id == dag_run.dag_id,
-                XComModel.run_id == dag_run.run_id,
-                XComModel.task_id == task_id,
-                XComModel.key == key,
-                XComModel.map_index == map_index,
-            )
-        ).first()
-    if row is None:
-        return None
-    value = row[0]
-    if isinstance(value, str):  # JSON-encoded by the XCom backend; plain strings stay strings
-        import json
-
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 @contextlib.contextmanager

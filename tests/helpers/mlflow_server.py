@@ -9,9 +9,9 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers.process import LoopbackService, free_port, stop_process_group
+from tests.helpers.process import LoopbackService, free_port
 
-__all__ = ["MlflowServer", "free_port", "stop_process_group"]
+__all__ = ["MlflowServer", "free_port"]
 
 
 class MlflowServer(LoopbackService):

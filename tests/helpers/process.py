@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+# One implementation of each, shared with `./dev demo` (tests/ is not installed, so the package owns them).
+from airflow_mlops.demo import free_port, stop_process_groups
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop_process_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """SIGTERM the whole process group, then SIGKILL whatever is left after ``grace`` seconds."""
-    if proc.poll() is not None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
+__all__ = ["LoopbackService", "StartedInWith", "free_port", "stop_process_groups"]
 
 
 class StartedInWith:
@@ -120,7 +93,7 @@ class LoopbackService(StartedInWith):
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process_group(self.proc, grace=self.grace)
+            stop_process_groups(self.proc, grace=self.grace)
             self.proc = None
         if self._log is not None:
             self._log.close()

@@ -3,7 +3,9 @@
 * ``RecordingProxy(upstream=url)`` forwards each request to a real server (e.g. an ``mlflow server``) and
   records it.
 * ``RecordingProxy(upstream=None, answer=fn)`` answers itself with ``fn(method, path, query, body)`` (a tiny
-  fake MLflow REST API for unit tests).
+  fake MLflow REST API where a real server is not the point).
+
+Both are servers on loopback, so only tests outside tests/unit use them (tests/unit/test_tiers.py checks).
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ from airflow_mlops.core.policy import DriftCheck, MlflowPolicyStore, PolicyState
 from airflow_mlops.core.report_owner import read_owner
 from airflow_mlops.core.tags import TAG_DATASET_FINGERPRINT, TAG_DATASET_URI, TAG_DRIFT_STATE
 from airflow_mlops.hooks.mlflow import MlflowHook
-from tests.helpers.airflow import run_dag, task_states, xcom
+from tests.helpers.airflow import run_dag, task_states
+from tests.helpers.xcom import xcom
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FEATURES = ["age", "income", "tenure", "score"]
 
@@ -115,23 +116,6 @@ def _events(name: str) -> list[dict]:
     return [{"extra": r[0], "dag_id": r[1], "run_id": r[2]} for r in rows]
 
 
-def _raw_xcom(dag_run, task_id: str, key: str) -> str:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        value = session.execute(
-            select(XComModel.value).where(
-                XComModel.dag_id == dag_run.dag_id,
-                XComModel.run_id == dag_run.run_id,
-                XComModel.task_id == task_id,
-                XComModel.key == key,
-            )
-        ).scalar_one()
-    return str(value)
-
-
 def _dag(dag_id: str, name: str, current: str, **op_kwargs):
     from airflow.sdk import DAG
 
@@ -163,7 +147,7 @@ def test_dag_run_emits_the_drift_event_with_its_extra(airflow_db, mlflow_server,
     assert extra["reference_fingerprint"] == fingerprint(drift_data["train"])
     assert extra["current_fingerprint"] == fingerprint(drift_data["shifted"])
     assert extra["check_key"] == f"drift_emit/{dag_run.run_id}/drift/-1"
-    assert "drift.html" in _raw_xcom(dag_run, "drift", "mlops_drift_report_url")
+    assert "drift.html" in str(xcom(dag_run, "drift", "mlops_drift_report_url"))
     owner = read_owner(summary["report_uri"].rsplit("/", 1)[0])  # what the report viewer authorizes by
     assert owner is not None and owner.dag_id == "drift_emit" and owner.run_id == dag_run.run_id
     assert sorted(owner.files) == ["drift.html", "drift.json", "result.json"]

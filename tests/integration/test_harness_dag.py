@@ -7,9 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from tests.helpers.airflow import run_dag, task_log, xcom
+from tests.helpers.airflow import run_dag, task_log
+from tests.helpers.xcom import xcom
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CANARY_PASSWORD = "canary-pw-93b1e"
 CANARY_TOKEN = "canary-token-5d2c8"

@@ -27,9 +27,10 @@ import pytest
 
 from airflow_mlops.core.scoring import manifest_uri_for, run_batch_inference
 from airflow_mlops.exceptions import ModelNotFound, SchemaMismatch
-from tests.helpers.airflow import run_dag, xcom
+from tests.helpers.airflow import run_dag
+from tests.helpers.xcom import xcom
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 REPO = Path(__file__).resolve().parents[2]
@@ -209,28 +210,6 @@ def test_sigkill_mid_run_then_rerun_gives_byte_identical_output(models, tmp_path
 
 
 # ---------------------------------------------------------------------------------------------- DAGs
-def _xcom_text(dag_run, task_id: str, key: str) -> str:
-    """A string XCom (tests.helpers.airflow.xcom decodes JSON, which a bare URL is not)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        value = session.execute(
-            select(XComModel.value).where(
-                XComModel.dag_id == dag_run.dag_id,
-                XComModel.run_id == dag_run.run_id,
-                XComModel.task_id == task_id,
-                XComModel.key == key,
-            )
-        ).scalar_one()
-    try:
-        decoded = json.loads(value)
-    except (TypeError, ValueError):
-        decoded = value
-    return str(decoded)
-
-
 def test_operators_in_a_dag_run_sharded_equals_unsharded(models, airflow_db, tmp_path):
     from airflow.sdk import DAG, Asset
 
@@ -286,7 +265,7 @@ def test_operators_in_a_dag_run_sharded_equals_unsharded(models, airflow_db, tmp
         "part-00001.parquet",
         "part-00002.parquet",
     ]
-    link = _xcom_text(run, "score_all", "mlops_inference_model_url")
+    link = str(xcom(run, "score_all", "mlops_inference_model_url"))
     assert link.endswith(f"/#/models/{name}/versions/1")
 
     from airflow.models.asset import AssetEvent, AssetModel

@@ -28,7 +28,7 @@ from airflow_mlops.triggers.mlflow import MlflowModelAliasTrigger
 from tests.helpers.mlflow_server import MlflowServer
 from tests.helpers.recording_http import RecordingProxy, basic, watch_environ_writes
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USERS = {"a": ("admin-a", "canary-pw-a-51c2"), "b": ("admin-b", "canary-pw-b-9e07")}
 POLLS = 40  # API requests each proxy must see before the test lets the triggers fire

@@ -12,7 +12,7 @@ from airflow_mlops.exceptions import ServiceUnreachable
 from airflow_mlops.hooks.mlflow import MlflowHook
 from tests.helpers.mlflow_server import MlflowServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ADMIN_PASSWORD = "canary-admin-pw-7f3a9"
 

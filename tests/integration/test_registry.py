@@ -39,7 +39,7 @@ from airflow_mlops.exceptions import GateRuleError, MlopsConfigError, ModelNotFo
 from airflow_mlops.hooks.mlflow import MlflowHook
 from tests.helpers.airflow import run_dag, task_states, xcom
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RULES = [
     {"metric": "val_auc", "min_delta": 0.01, "greater_is_better": True},

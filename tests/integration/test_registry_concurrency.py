@@ -21,7 +21,7 @@ from airflow_mlops.core.lineage import AirflowIdentity
 from airflow_mlops.core.registry import get_alias_version, resolve_model_source
 from airflow_mlops.hooks.mlflow import MlflowHook
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROUNDS = 20
 GATES = 8

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.airflow import run_dag, task_log, try_numbers, xcom
+from tests.helpers.airflow import run_dag, task_log, try_numbers
 from tests.helpers.k8s_emulator import Fault, K8sEmulator
+from tests.helpers.xcom import xcom
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NAMESPACE = "ml"
 SECRET_NAME = "mlflow-credentials"
@@ -97,23 +98,6 @@ def _rendered_fields(dag_run: Any, task_id: str) -> str:
         ).first()
     assert row is not None, "no rendered fields were stored"
     return json.dumps(row[0], default=str)
-
-
-def _raw_xcom(dag_run: Any, task_id: str, key: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        row = session.execute(
-            select(XComModel.value).where(
-                XComModel.dag_id == dag_run.dag_id,
-                XComModel.run_id == dag_run.run_id,
-                XComModel.task_id == task_id,
-                XComModel.key == key,
-            )
-        ).first()
-    return None if row is None else row[0]
 
 
 def _task_output(capfd: pytest.CaptureFixture[str], dag_id: str, dag_run: Any, task_id: str) -> str:
@@ -223,7 +207,7 @@ def test_gpu_training_pod_logs_run_to_mlflow_and_keeps_the_secret_out(
     assert run.data.tags[TAG_TI_KEY] == f"k8s_train_gpu/{dag_run.run_id}/train/-1"
     assert run.data.tags[TAG_DATASET_URI] == str(dataset) and run.data.tags["team"] == "k8s_train_gpu"
     assert result["model_uri"].startswith("models:/")
-    assert result["run_url"] in str(_raw_xcom(dag_run, "train", "mlops_training_run_url"))  # the extra link
+    assert result["run_url"] in str(xcom(dag_run, "train", "mlops_training_run_url"))  # the extra link
 
     (body,) = k8s.created_pod_bodies()
     spec, container = body["spec"], _container(body)

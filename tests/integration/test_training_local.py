@@ -8,10 +8,11 @@ import pytest
 
 from airflow_mlops.core.lineage import fingerprint
 from airflow_mlops.core.tags import TAG_DAG_ID, TAG_DATASET_FINGERPRINT, TAG_TI_KEY
-from tests.helpers.airflow import run_dag, xcom
-from tests.unit.training.conftest import make_frame
+from tests.helpers.airflow import run_dag
+from tests.helpers.frames import make_frame
+from tests.helpers.xcom import xcom
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RESULT_KEYS = {
     "run_id",
@@ -22,14 +23,6 @@ RESULT_KEYS = {
     "dataset_fingerprint",
     "run_url",
 }
-
-
-def link_url(dag_run, task_id: str, key: str) -> str:
-    """The URL a task pushed for its extra link (a plain string XCom, which tests.helpers' xcom cannot decode)."""
-    try:
-        return xcom(dag_run, task_id, key=key)
-    except ValueError as err:  # JSONDecodeError: the value is stored as the bare string
-        return err.doc
 
 
 def test_local_training_dag_returns_the_tagged_run(airflow_db, mlflow_server, storage_dir, airflow_home):
@@ -74,7 +67,7 @@ def test_local_training_dag_returns_the_tagged_run(airflow_db, mlflow_server, st
             result["run_url"]
             == f"{mlflow_server.url}/#/experiments/{result['experiment_id']}/runs/{result['run_id']}"
         )
-        assert link_url(dag_run, task_id, MlflowTrainingRunLink.xcom_url_key) == result["run_url"]
+        assert xcom(dag_run, task_id, MlflowTrainingRunLink.xcom_url_key) == result["run_url"]
         assert result["dataset_uri"] == str(data) and result["dataset_fingerprint"] == fingerprint(str(data))
         run = client.get_run(result["run_id"])
         assert run.info.status == "FINISHED"

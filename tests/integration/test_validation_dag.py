@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.core.report_owner import read_owner
-from tests.helpers.airflow import run_dag, task_states, xcom
+from tests.helpers.airflow import run_dag, task_states
+from tests.helpers.xcom import xcom
 
 pytestmark = pytest.mark.integration
 
@@ -78,26 +79,12 @@ def build_dag(dag_id: str, on_failure: str, suite: Any = str(SUITE_FILE)):
 
 
 def report_link(dag_run) -> str:
-    """The URL the operator pushed for its extra link (a plain string XCom, which tests.helpers.xcom can't parse)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
+    """The URL the operator pushed for its extra link."""
     from airflow_mlops.links.validation import GXValidationReportLink
 
-    with create_session() as session:
-        value = session.scalars(
-            select(XComModel.value).where(
-                XComModel.dag_id == dag_run.dag_id,
-                XComModel.run_id == dag_run.run_id,
-                XComModel.task_id == "validate",
-                XComModel.key == GXValidationReportLink.xcom_url_key,
-            )
-        ).one()
-    try:
-        return str(json.loads(value))
-    except (TypeError, ValueError):
-        return str(value)
+    url = xcom(dag_run, "validate", GXValidationReportLink.xcom_url_key)
+    assert url is not None, "validate pushed no report link"
+    return str(url)
 
 
 def asset_events(alias_name: str) -> list[tuple[str, dict]]:

@@ -35,7 +35,7 @@ from typing import Any
 import requests
 
 from tests.helpers.compose import ROOT, compose, service_env
-from tests.helpers.process import LoopbackService, StartedInWith, free_port, stop_process_group
+from tests.helpers.process import LoopbackService, StartedInWith, free_port, stop_process_groups
 
 BIN = Path(sys.executable).parent
 HOSTS = ("postgres", "redis", "minio", "mlflow", "airflow-apiserver")
@@ -376,7 +376,7 @@ class ProductionStack(StartedInWith):
         for name, root in workers.items():
             tree = _descendants(root)
             if pid in tree or (pid is None and len(tree) > 2):
-                stop_process_group(self.procs[name].proc, grace=0)  # type: ignore[arg-type]
+                stop_process_groups(self.procs[name].proc, grace=0)  # type: ignore[arg-type]
                 for left in tree:  # a task process that re-grouped itself dies with its worker too
                     if _alive(left):
                         os.kill(left, signal.SIGKILL)

@@ -1,4 +1,7 @@
-"""MlflowHook configuration parsing and failure reporting (no server needed)."""
+"""MlflowHook configuration parsing and failure reporting (no server needed).
+
+Credentials per client against HTTP servers on loopback: tests/integration/test_mlflow_hook_connections.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 
 from airflow_mlops.exceptions import ConnectionConfigError, ServiceUnreachable
 from airflow_mlops.hooks.mlflow import MlflowHook
-from tests.helpers.mlflow_server import free_port
+from tests.helpers.process import free_port
 
 
 def _conn(monkeypatch, conn_id: str, **body):
@@ -118,23 +121,6 @@ def test_session_restores_environment(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------------- credentials scoped per client (issue 14)
-def _fake_mlflow(label: str):
-    """A fake MLflow REST API on loopback that names itself in every registered model it returns."""
-    from tests.helpers.recording_http import RecordingProxy
-
-    def answer(method, path, query, body):
-        if path == "/health":
-            return 200, {}
-        if path == "/api/2.0/mlflow/registered-models/get":
-            name = query["name"][0]
-            return 200, {"registered_model": {"name": name, "tags": [{"key": "server", "value": label}]}}
-        if path == "/api/2.0/mlflow/experiments/search":
-            return 200, {"experiments": []}
-        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": path}
-
-    return RecordingProxy(answer=answer).start()
-
-
 def test_scoped_client_relies_on_these_mlflow_internals(monkeypatch):
     """Fails loudly when an MLflow release renames what hooks/_mlflow_client.py replaces."""
     from mlflow import MlflowClient
@@ -182,57 +168,6 @@ def test_scoped_client_relies_on_these_mlflow_internals(monkeypatch):
 
     local = scoped_client(hook.config, "sqlite:////tmp/x/mlflow.db", "sqlite:////tmp/x/mlflow.db")
     assert type(local._tracking_client) is TrackingServiceClient  # non-http stores keep MLflow's default
-
-
-def test_get_conn_clients_send_their_own_credentials_from_two_threads(monkeypatch):
-    """Two connections used at once from two threads: every request carries its own connection's credentials,
-    never the process environment's, and os.environ is never written."""
-    import threading
-
-    from tests.helpers.recording_http import basic, watch_environ_writes
-
-    servers = {"a": _fake_mlflow("a"), "b": _fake_mlflow("b")}
-    try:
-        _conn(monkeypatch, "cred_a", host=servers["a"].url, login="alice", password="pw-alice-1")
-        _conn(monkeypatch, "cred_b", host=servers["b"].url, login="bob", password="pw-bob-22")
-        for key, value in {"MLFLOW_TRACKING_USERNAME": "ambient", "MLFLOW_TRACKING_PASSWORD": "pw-ambient",
-                           "MLFLOW_TRACKING_TOKEN": "tok-ambient"}.items():  # fmt: skip
-            monkeypatch.setenv(key, value)  # must never be sent: the connection is the only source
-        before = dict(os.environ)
-        writes = watch_environ_writes(monkeypatch)
-        start = threading.Barrier(2)
-        answers: dict[str, set[str]] = {"a": set(), "b": set()}
-        errors: list[BaseException] = []
-
-        def work(side: str) -> None:
-            try:
-                hook = MlflowHook(f"cred_{side}")
-                start.wait(timeout=30)
-                client = hook.get_conn()
-                for i in range(40):
-                    if i % 10 == 0:
-                        client = hook.get_conn()  # fresh clients too, not just one
-                    answers[side].add(client.get_registered_model("m").tags["server"])
-                assert hook.test_connection()[0]
-            except BaseException as err:  # reported below
-                errors.append(err)
-
-        threads = [threading.Thread(target=work, args=(side,)) for side in ("a", "b")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert not errors, errors
-        assert answers == {"a": {"a"}, "b": {"b"}}
-        for side, user, password in (("a", "alice", "pw-alice-1"), ("b", "bob", "pw-bob-22")):
-            api = servers[side].api_requests()
-            assert len(api) >= 41
-            assert {seen.authorization for seen in api} == {basic(user, password)}, side
-            assert {s.authorization for s in servers[side].seen if s.path == "/health"} == {None}
-        assert writes == [] and dict(os.environ) == before
-    finally:
-        for server in servers.values():
-            server.stop()
 
 
 def test_session_holds_one_process_wide_reentrant_lock(monkeypatch, tmp_path):

@@ -26,8 +26,9 @@ from airflow_mlops.core.tags import (
 from airflow_mlops.core.training_result import ERROR_MARKER, EXIT_BAD_INPUT, IDENTITY_ENV, find_training_run
 from airflow_mlops.core.training_spec import TrainingSpec
 from airflow_mlops.training.checkpoint import load_checkpoint
+from tests.helpers.frames import make_frame
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def env_for(server, identity: AirflowIdentity | None) -> dict[str, str]:
@@ -48,6 +49,13 @@ def run_entrypoint(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def cls_uri(tmp_path):
+    path = tmp_path / "cls.parquet"
+    make_frame().to_parquet(path)
+    return str(path)
 
 
 @pytest.fixture
@@ -138,8 +146,6 @@ def test_bad_input_exits_2_with_one_clear_line(mlflow_server, cls_uri, overrides
 
 def test_killed_mlp_resumes_the_same_run_from_the_next_epoch(mlflow_server, client, tmp_path):
     """SIGKILL after epoch k (like a preempted spot pod), restart: epochs k+1..N land in the same run."""
-    from tests.unit.training.conftest import make_frame
-
     uri = str(tmp_path / "data.parquet")
     make_frame(rows=3000).to_parquet(uri)
     epochs = 12
