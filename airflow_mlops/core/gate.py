@@ -366,17 +366,8 @@ def promote_if_better(  # noqa: C901 - the gate's checks then its compare-and-mo
             return GateResult(
                 name, version, decision, champion, champion, reasons, champion_alias, challenger_alias
             )
-        moved = claim_move(
-            client,
-            name,
-            seq=next_seq(getattr(model, "tags", None) or {}),
-            alias=champion_alias,
-            from_version=champion,
-            to_version=version,
-            action=AliasAction.PROMOTE,
-            reason="; ".join(r for r in reasons if r.endswith("pass")) or "passed the gate",
-            by=by,
-        )
+        passed_reason = "; ".join(r for r in reasons if r.endswith("pass")) or "passed the gate"
+        moved = _promote(client, name, model, champion_alias, champion, version, passed_reason, by)
         if moved is None:  # another task moved the champion meanwhile: judge again against the new one
             backoff(attempt)
             continue
@@ -384,6 +375,31 @@ def promote_if_better(  # noqa: C901 - the gate's checks then its compare-and-mo
             name, version, decision, version, champion, reasons, champion_alias, challenger_alias
         )
     raise moving_error(name, champion_alias, max(1, max_attempts))
+
+
+def _promote(
+    client: Any,
+    name: str,
+    model: Any,
+    alias: str,
+    from_version: str | None,
+    version: str,
+    reason: str,
+    by: str,
+) -> AliasEvent | None:
+    """Claim the next history slot for moving ``alias`` to ``version``; None when another mover took it."""
+    seq = next_seq(getattr(model, "tags", None) or {})
+    return claim_move(
+        client,
+        name,
+        seq=seq,
+        alias=alias,
+        from_version=from_version,
+        to_version=version,
+        action=AliasAction.PROMOTE,
+        reason=reason,
+        by=by,
+    )
 
 
 def _record_decision(
@@ -421,16 +437,8 @@ def _already_champion(
     previous = previous_version(events, champion_alias, version)
     recorded = any(e.alias == champion_alias and e.to_version == version for e in events)
     if not recorded:  # set outside airflow-mlops before any move was recorded: record it once
-        claim_move(
-            client,
-            name,
-            seq=next_seq(getattr(model, "tags", None) or {}),
-            alias=champion_alias,
-            from_version=None,
-            to_version=version,
-            action=AliasAction.PROMOTE,
-            reason="already the champion when the gate ran",
-            by=by,
+        _promote(
+            client, name, model, champion_alias, None, version, "already the champion when the gate ran", by
         )
     if get_alias_version(client, name, challenger_alias) != version:
         point_alias(client, name, challenger_alias, version)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def make_frame(rows: int = 600, seed: int = 0, task: str = "classification") -> pd.DataFrame:
@@ -17,3 +20,19 @@ def make_frame(rows: int = 600, seed: int = 0, task: str = "classification") -> 
     else:
         frame["label"] = 3.0 * signal + 10.0 + rng.normal(scale=0.1, size=rows)
     return frame
+
+
+@pytest.fixture
+def cls_uri(tmp_path: Path) -> str:
+    """A classification table as parquet (import the fixture into a conftest or test module to use it)."""
+    path = tmp_path / "cls.parquet"
+    make_frame().to_parquet(path)
+    return str(path)
+
+
+@pytest.fixture
+def reg_uri(tmp_path: Path) -> str:
+    """A regression table as parquet."""
+    path = tmp_path / "reg.parquet"
+    make_frame(task="regression").to_parquet(path)
+    return str(path)

@@ -26,9 +26,12 @@ from airflow_mlops.core.tags import (
 from airflow_mlops.core.training_result import ERROR_MARKER, EXIT_BAD_INPUT, IDENTITY_ENV, find_training_run
 from airflow_mlops.core.training_spec import TrainingSpec
 from airflow_mlops.training.checkpoint import load_checkpoint
+from tests.helpers import frames
 from tests.helpers.frames import make_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+cls_uri = frames.cls_uri  # the shared fixture
 
 
 def env_for(server, identity: AirflowIdentity | None) -> dict[str, str]:
@@ -49,13 +52,6 @@ def run_entrypoint(
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def cls_uri(tmp_path):
-    path = tmp_path / "cls.parquet"
-    make_frame().to_parquet(path)
-    return str(path)
 
 
 @pytest.fixture
