@@ -144,7 +144,7 @@ class MlflowRegisterModelOperator(_MlflowRegistryOperator):
 
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.registry import register_model_version
+        from airflow_mlops.core.registration import register_model_version
 
         identity = identity_from_context(context)
         if not isinstance(self.tags, dict):

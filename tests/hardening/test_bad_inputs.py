@@ -226,7 +226,7 @@ def _gate(w: World, rules: Any, version: Any = None, name: str | None = None) ->
 
 
 def _register(w: World, **kw: Any) -> Any:
-    from airflow_mlops.core.registry import register_model_version
+    from airflow_mlops.core.registration import register_model_version
 
     return register_model_version(w.client, name=kw.pop("name", w.model), key="bad-inputs", **kw)
 

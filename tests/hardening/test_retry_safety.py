@@ -115,7 +115,7 @@ def _dag(dag_id: str) -> Any:
 
 
 def _register(client: Any, name: str, run_id: str, count: int = 1) -> list[str]:
-    from airflow_mlops.core.registry import register_model_version
+    from airflow_mlops.core.registration import register_model_version
 
     return [
         register_model_version(client, name=name, run_id=run_id, key=f"setup-{i}", tags={}).version

@@ -17,13 +17,13 @@ import pytest
 from airflow_mlops.core.aliases import alias_history, rollback_alias, set_alias
 from airflow_mlops.core.gate import promote_if_better
 from airflow_mlops.core.lineage import AirflowIdentity
-from airflow_mlops.core.registry import (
-    get_alias_version,
+from airflow_mlops.core.registration import (
     register_model_version,
     registration_key,
     resolve_model_source,
     settle_duplicates,
 )
+from airflow_mlops.core.registry import get_alias_version
 from airflow_mlops.core.tags import (
     TAG_DAG_ID,
     TAG_DATASET_FINGERPRINT,

@@ -18,7 +18,8 @@ import pytest
 from airflow_mlops.core.aliases import alias_history, rollback_alias, set_alias
 from airflow_mlops.core.gate import promote_if_better
 from airflow_mlops.core.lineage import AirflowIdentity
-from airflow_mlops.core.registry import get_alias_version, resolve_model_source
+from airflow_mlops.core.registration import resolve_model_source
+from airflow_mlops.core.registry import get_alias_version
 from airflow_mlops.hooks.mlflow import MlflowHook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

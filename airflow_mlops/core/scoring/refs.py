@@ -9,11 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from airflow_mlops.core.registry import (
-    get_latest_version,
-    get_model_version,
-    require_alias_version,
-)
+from airflow_mlops.core.registry import get_latest_version, get_model_version, require_alias_version
 from airflow_mlops.exceptions import MlopsConfigError
 
 if TYPE_CHECKING:

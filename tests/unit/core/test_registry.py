@@ -8,7 +8,8 @@ import pytest
 
 from airflow_mlops.core.aliases import AliasEvent, _events_from_tags, previous_version
 from airflow_mlops.core.gate import GateRule, evaluate_rules, missing_metrics, parse_rules
-from airflow_mlops.core.registry import check_alias, check_version, registration_key
+from airflow_mlops.core.registration import registration_key
+from airflow_mlops.core.registry import check_alias, check_version
 from airflow_mlops.core.tags import HISTORY_TAG_PREFIX
 from airflow_mlops.exceptions import GateRuleError, MlopsConfigError
 
@@ -151,7 +152,7 @@ def test_a_failed_log_model_attempt_does_not_shadow_the_ready_model():
     """A trainer that retries log_model (skops -> cloudpickle) leaves a FAILED logged model first."""
     from types import SimpleNamespace
 
-    from airflow_mlops.core.registry import _prefer_ready
+    from airflow_mlops.core.registration import _prefer_ready
 
     failed = SimpleNamespace(model_id="m-1", status="FAILED", name="model")
     ready = SimpleNamespace(model_id="m-2", status="READY", name="model")
@@ -162,13 +163,16 @@ def test_a_failed_log_model_attempt_does_not_shadow_the_ready_model():
 
 # ---------------------------------------------------------------- layout
 def test_names_moved_to_gate_and_aliases_stay_importable_from_registry():
-    """core.registry kept its public names when the gate and the alias history moved out (no import cycle)."""
-    from airflow_mlops.core import aliases, gate, registry
-    from airflow_mlops.core.registry import promote_if_better, set_alias
+    """core.registry kept its public names when registration, the gate and the alias history moved out (no cycle)."""
+    import importlib
+
+    from airflow_mlops.core import aliases, gate, registration, registry
+    from airflow_mlops.core.registry import promote_if_better, register_model_version, set_alias
 
     assert promote_if_better is gate.promote_if_better and set_alias is aliases.set_alias
+    assert register_model_version is registration.register_model_version
     for module, names in registry._MOVED.items():
-        target = aliases if module.endswith("aliases") else gate
+        target = importlib.import_module(module)
         assert all(getattr(registry, n) is getattr(target, n) for n in names)
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         registry.nope  # noqa: B018
