@@ -4,7 +4,8 @@ A subclass of the unmodified ``KubernetesPodOperator`` that only sets its argume
 resources, tolerations, node selector, security context, volumes) and uses its extension points
 (``post_complete_action``, ``trigger_reentry``). Being a subclass, this module must import the Kubernetes
 provider (which imports the ``kubernetes`` client itself; ~0.6 s of the 0.82 s cold parse of the GPU lifecycle
-in ``bench/dag_parse.py``), so the client imports below cost nothing more. The module is kept apart from
+in ``bench/dag_parse.py``); the client models this module and ``kubernetes_pod`` build are imported inside
+the functions that build them. The module is kept apart from
 ``operators/training.py`` and the templates import it only for ``backend: kubernetes``: DAGs that train locally
 never pay for it.
 """
@@ -14,8 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from kubernetes.client import models as k8s
-from kubernetes.client.exceptions import ApiException
 
 from airflow_mlops.core.training_spec import ModelFamily, TrainingSpec
 from airflow_mlops.exceptions import ConnectionConfigError, MlopsConfigError, MlopsError, TrainingFailed
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk.definitions.context import Context
+    from kubernetes.client import models as k8s
 
     from airflow_mlops.core.lineage import AirflowIdentity
     from airflow_mlops.hooks.mlflow import MlflowHook
@@ -205,6 +205,8 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
     @fail_fast
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the deferrable trigger: the same failure translation and run lookup as ``execute``."""
+        from kubernetes.client import models as k8s
+
         self._resolve_kubernetes_conn_id()
         identity = identity_from_context(context)
         spec = self.load_spec(identity)
@@ -271,12 +273,16 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
             self.kubernetes_conn_id = get_settings().kubernetes_conn_id
 
     def _user_env(self) -> list[k8s.V1EnvVar]:
+        from kubernetes.client import models as k8s
+
         env = self.env_vars
         if isinstance(env, dict):
             return [k8s.V1EnvVar(name=str(k), value=str(v)) for k, v in env.items()]
         return list(env or [])
 
     def _training_env(self, identity: AirflowIdentity, hook: MlflowHook) -> list[k8s.V1EnvVar]:
+        from kubernetes.client import models as k8s
+
         public = hook.public_env()
         if self.pod_mlflow_tracking_uri:
             public["MLFLOW_TRACKING_URI"] = self.pod_mlflow_tracking_uri
@@ -299,6 +305,8 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
         return env
 
     def _secret_env(self, hook: MlflowHook) -> list[k8s.V1EnvVar]:
+        from kubernetes.client import models as k8s
+
         secret_keys = sorted(hook.secret_env())
         if secret_keys and not self.mlflow_secret_name:
             raise ConnectionConfigError(
@@ -358,6 +366,8 @@ class KubernetesTrainModelOperator(TrainingOperatorMixin, KubernetesPodOperator,
 
     def _explain(self, pod: k8s.V1Pod | None, remote_pod: k8s.V1Pod | None) -> str | Exception | None:
         """Read the pod as it is now (it may be gone) and explain its end: :func:`explain_pod_end`."""
+        from kubernetes.client.exceptions import ApiException
+
         if pod is None or pod.metadata is None or not pod.metadata.name:
             return None
         try:

@@ -6,7 +6,7 @@ into ``KubernetesPodOperator`` arguments: resources, node selector, toleration, 
 one message why it did not succeed: deleted, OOMKilled, exited with a code, never scheduled, never started.
 Neither calls the Kubernetes API itself or touches ``KubernetesPodOperator``; the operator passes in what it
 read through KPO's public ``pod_manager`` and client. Imported only by :mod:`airflow_mlops.operators.kubernetes`
-(the ``kubernetes`` client models are imported here at module level, as there).
+(the ``kubernetes`` client models are imported inside the functions that build them).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kubernetes.client import models as k8s
-
 from airflow_mlops.exceptions import MlopsConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+
+    from kubernetes.client import models as k8s
 
 INTERPRETER = ["python"]
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
@@ -53,6 +53,8 @@ def pod_arguments(
     pod settings it implies; the caller's own ``labels``, ``node_selector``, ``tolerations``, ``volumes`` and
     security contexts are kept and extended. Returns ``kwargs``.
     """
+    from kubernetes.client import models as k8s
+
     task_id = kwargs.get("task_id", "?")
     check_surface(task_id, gpu_count, gpu_resource, gpu_type, cpu, memory, memory_limit, kwargs)
     kwargs.setdefault("multiple_outputs", True)  # so ``train.output["run_id"]`` works downstream
@@ -133,6 +135,8 @@ def check_surface(
 def resources(
     gpu_count: int, gpu_resource: str, cpu: str | None, memory: str | None, memory_limit: str | None
 ) -> k8s.V1ResourceRequirements:
+    from kubernetes.client import models as k8s
+
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
     if cpu:
