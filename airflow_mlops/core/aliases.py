@@ -78,7 +78,8 @@ def _history_tag(seq: int) -> str:
     return f"{HISTORY_TAG_PREFIX}{seq:06d}"
 
 
-def _events_from_tags(tags: Mapping[str, str]) -> list[AliasEvent]:
+def alias_history_from_tags(tags: Mapping[str, str]) -> list[AliasEvent]:
+    """The recorded alias moves in a registered model's tags, oldest first (tags not ours are skipped)."""
     events = []
     for key, raw in tags.items():
         if not key.startswith(HISTORY_TAG_PREFIX):
@@ -107,7 +108,7 @@ def _events_from_tags(tags: Mapping[str, str]) -> list[AliasEvent]:
 def alias_history(client: Any, name: str, alias: str | None = None) -> list[AliasEvent]:
     """Every recorded move of ``alias`` (all aliases when None), oldest first."""
     model = get_registered_model(client, name)
-    events = _events_from_tags(getattr(model, "tags", None) or {})
+    events = alias_history_from_tags(getattr(model, "tags", None) or {})
     return [e for e in events if alias is None or e.alias == alias]
 
 
@@ -228,7 +229,7 @@ def settle(client: Any, name: str, alias: str) -> tuple[Any, list[AliasEvent]]:
             _drop_claim(client, experiment)  # first: a crash after it still leaves the claim readable
             _set_model_tag(client, name, _history_tag(seq), json.dumps(payload, sort_keys=True))
             continue
-        events = _events_from_tags(tags)
+        events = alias_history_from_tags(tags)
         newest = next((e for e in reversed(events) if e.alias == alias), None)
         current = aliases_of(model).get(alias)
         if newest is None or current == newest.to_version:

@@ -44,6 +44,7 @@ from airflow_mlops.core.tags import (
     TAG_GATE_BY,
     TAG_GATE_CHAMPION,
     TAG_GATE_DECISION,
+    TAG_GATE_LAST,
     TAG_GATE_REASONS,
     TAG_GATE_RULES,
 )
@@ -422,6 +423,27 @@ def _record_decision(
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+    _record_last(client, name, version, decision, reasons, champion, tags[TAG_GATE_AT])
+
+
+def _record_last(
+    client: Any,
+    name: str,
+    version: str,
+    decision: GateDecision,
+    reasons: Sequence[str],
+    champion: str | None,
+    at: str,
+) -> None:
+    """The newest decision as a registered-model tag, for the Models view (reasons cut to fit a tag)."""
+    last = {
+        "version": version,
+        "decision": decision.value,
+        "at": at,
+        "compared_to": champion or "",
+        "reasons": [r[:300] for r in reasons[:5]],
+    }
+    client.set_registered_model_tag(name, TAG_GATE_LAST, json.dumps(last, sort_keys=True))
 
 
 def _already_champion(
@@ -447,6 +469,7 @@ def _already_champion(
     if (getattr(mv, "tags", None) or {}).get(TAG_GATE_DECISION) != GateDecision.PROMOTED.value:
         client.set_model_version_tag(name, version, TAG_GATE_DECISION, GateDecision.PROMOTED.value)
         client.set_model_version_tag(name, version, TAG_GATE_REASONS, json.dumps(reasons))
+        _record_last(client, name, version, GateDecision.PROMOTED, reasons, version, now_iso())
     return GateResult(
         name, version, GateDecision.PROMOTED, version, previous, reasons, champion_alias, challenger_alias
     )

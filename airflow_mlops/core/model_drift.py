@@ -23,11 +23,13 @@ from airflow_mlops.core.tags import (
     TAG_DRIFT_COLUMNS,
     TAG_DRIFT_CURRENT_FINGERPRINT,
     TAG_DRIFT_CURRENT_URI,
+    TAG_DRIFT_DECISION,
     TAG_DRIFT_LAST,
     TAG_DRIFT_MODEL,
     TAG_DRIFT_REFERENCE_FINGERPRINT,
     TAG_DRIFT_REFERENCE_URI,
     TAG_DRIFT_REPORT_URI,
+    TAG_DRIFT_THRESHOLD,
     TAG_DRIFT_VERSION,
     TAG_TI_KEY,
 )
@@ -147,6 +149,15 @@ def check_model_drift(
         extra={"current_uri": result.current_uri, "mlflow_run_id": run_id},
     )
     _, decision = MlflowPolicyStore(client, name).apply(policy, check)
+    # The Models view marks the retraining events on the drift trend from this tag (the policy state keeps only
+    # the newest checks); a retry replays the same decision, so it writes the same value.
+    decision_tag = {
+        "drifted": result.drift_detected,
+        "emit": decision.emit,
+        "confirmed": decision.confirmed,
+        "reason": decision.reason,
+    }
+    client.set_tag(run_id, TAG_DRIFT_DECISION, json.dumps(decision_tag, sort_keys=True))
     return ModelDriftResult(name, str(mv.version), result, decision, run_id, identity.ti_key)
 
 
@@ -240,6 +251,7 @@ def log_drift_history(
         TAG_DRIFT_REFERENCE_FINGERPRINT: result.reference_fingerprint or "",
         TAG_DRIFT_CURRENT_FINGERPRINT: result.current_fingerprint or "",
         TAG_DRIFT_COLUMNS: json.dumps(result.drifted_columns)[:_MAX_COLUMNS_TAG],
+        TAG_DRIFT_THRESHOLD: repr(float(result.share_threshold)),
     }
     if existing:
         run_id = str(existing[0].info.run_id)

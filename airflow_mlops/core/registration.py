@@ -10,6 +10,7 @@ layout). Framework-free; the lookups are :mod:`airflow_mlops.core.registry`'s.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -27,7 +28,14 @@ from airflow_mlops.core.registry import (
     mlflow_exception,
     require_alias_version,
 )
-from airflow_mlops.core.tags import LINEAGE_RUN_TAGS, TAG_REGISTRY_KEY, TAG_TRAINING_RUN
+from airflow_mlops.core.tags import (
+    LINEAGE_RUN_TAGS,
+    TAG_DAG_ID,
+    TAG_REGISTRY_KEY,
+    TAG_RUN_ID,
+    TAG_TRAINING_LAST,
+    TAG_TRAINING_RUN,
+)
 from airflow_mlops.exceptions import MlopsConfigError, ModelNotFound, ModelRegistryError
 
 if TYPE_CHECKING:
@@ -302,6 +310,32 @@ def wait_until_ready(
         time.sleep(poll)
 
 
+def _record_summary(client: Any, name: str, mv: Any, tags: Mapping[str, str]) -> None:
+    """
+    The registered model's summary tags: its owner DAG (``mlops.airflow.dag_id``) and newest training.
+
+    Only a version at least as new as the recorded one writes them, so a late retry of an older registration
+    never makes the summary go back. The Models view reads these, one registry call for many models.
+    """
+    model = client.get_registered_model(name)
+    recorded = (getattr(model, "tags", None) or {}).get(TAG_TRAINING_LAST)
+    try:
+        if recorded and int(json.loads(recorded).get("version", 0)) > int(mv.version):
+            return
+    except (ValueError, TypeError, AttributeError):
+        pass  # a hand-edited tag: overwrite it
+    summary = {
+        "version": str(mv.version),
+        "run_id": mv.run_id or "",
+        "dag_id": tags.get(TAG_DAG_ID, ""),
+        "airflow_run_id": tags.get(TAG_RUN_ID, ""),
+        "at": int(getattr(mv, "creation_timestamp", 0) or 0),
+    }
+    client.set_registered_model_tag(name, TAG_TRAINING_LAST, json.dumps(summary, sort_keys=True))
+    if summary["dag_id"]:
+        client.set_registered_model_tag(name, TAG_DAG_ID, summary["dag_id"])
+
+
 def register_model_version(
     client: Any,
     *,
@@ -359,6 +393,7 @@ def register_model_version(
     for tag_key, tag_value in wanted.items():
         if present.get(tag_key) != tag_value:
             client.set_model_version_tag(name, version, tag_key, tag_value)
+    _record_summary(client, name, mv, wanted)
     return RegisteredVersion(
         name=name, version=version, run_id=mv.run_id or source.run_id, source=mv.source, created=created
     )

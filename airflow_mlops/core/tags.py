@@ -43,6 +43,12 @@ TAG_GATE_CHAMPION = "mlops.gate.compared_to"
 TAG_GATE_AT = "mlops.gate.at"
 TAG_GATE_BY = "mlops.gate.by"
 
+# ---------------------------------------------------------------- summaries (registered-model tags, for the Models view)
+# Small JSON copies of the newest event of each kind, so that a list of many models is one registry call.
+# The registered model also carries TAG_DAG_ID: the DAG that registered its newest version (who may see it).
+TAG_GATE_LAST = "mlops.gate.last"  # {"version", "decision", "at", "compared_to", "reasons"}
+TAG_TRAINING_LAST = "mlops.training.last"  # {"version", "run_id", "dag_id", "airflow_run_id", "at"}
+
 # ---------------------------------------------------------------- alias history (registered-model tags)
 HISTORY_TAG_PREFIX = "mlops.history."  # + sequence number; JSON of one alias move
 TAG_ALIAS_MOVE = "mlops.alias_move"  # on a ledger experiment: the claimed move
@@ -58,6 +64,10 @@ TAG_DRIFT_CURRENT_URI = "mlops.drift.current_uri"
 TAG_DRIFT_REFERENCE_FINGERPRINT = "mlops.drift.reference_fingerprint"
 TAG_DRIFT_CURRENT_FINGERPRINT = "mlops.drift.current_fingerprint"
 TAG_DRIFT_COLUMNS = "mlops.drift.drifted_columns"
+TAG_DRIFT_THRESHOLD = "mlops.drift.share_threshold"  # history-run tag: the drift share that counts as drift
+TAG_DRIFT_DECISION = (
+    "mlops.drift.decision"  # history-run tag: the policy's decision (JSON emit/confirmed/reason)
+)
 
 # ---------------------------------------------------------------- scoring (Parquet file metadata key, bytes)
 PARQUET_MODEL_KEY = b"mlops.model"  # "<name>/<version>" of the model that wrote the predictions

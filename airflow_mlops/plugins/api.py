@@ -74,7 +74,7 @@ class LazyApp:
 
 
 def create_app() -> Any:  # noqa: C901 - the API routes are nested in one factory, as FastAPI apps are
-    """The FastAPI app: ``/health`` and ``/reports/view``."""
+    """The FastAPI app: ``/health``, ``/reports/view`` and the Models view (:mod:`.models_view`)."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
     from fastapi import FastAPI, HTTPException, Query, Request
@@ -140,4 +140,7 @@ def create_app() -> Any:  # noqa: C901 - the API routes are nested in one factor
             headers["Content-Disposition"] = "attachment"
         return Response(content=data, media_type=media, headers=headers)
 
+    from airflow_mlops.plugins.models_view import register_routes
+
+    register_routes(app)
     return app

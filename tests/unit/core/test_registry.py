@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from airflow_mlops.core.aliases import AliasEvent, _events_from_tags, previous_version
+from airflow_mlops.core.aliases import AliasEvent, alias_history_from_tags, previous_version
 from airflow_mlops.core.gate import GateRule, evaluate_rules, missing_metrics, parse_rules
 from airflow_mlops.core.registration import registration_key
 from airflow_mlops.core.registry import check_alias, check_version
@@ -119,7 +119,7 @@ def test_history_tags_round_trip_and_foreign_tags_are_ignored():
         f"{HISTORY_TAG_PREFIX}000003": "not json",
         "owner": "team",
     }
-    events = _events_from_tags(tags)
+    events = alias_history_from_tags(tags)
     assert [(e.seq, e.to_version, e.from_version) for e in events] == [(1, "1", None), (2, "2", None)]
     assert events[1].to_dict()["reason"] == "r"
 
