@@ -36,6 +36,9 @@ QUICK_ENV = {
     "DRIFT_BENCH_TRIAL_ROWS": "5000",
     "DRIFT_BENCH_SAMPLE_SIZE": "2000",
     "MLOPS_BENCH_PARSE_REPEAT": "1",
+    "MODELS_BENCH_MODELS": "5",
+    "MODELS_BENCH_VERSIONS": "20",
+    "MODELS_BENCH_CHECKS": "10",
 }
 QUICK_ARGS = {"training.py": ["--rows", "2000", "--epochs", "1"]}
 
@@ -162,6 +165,28 @@ HEADLINES: dict[str, Headline] = {
         "dag_parse",
         _key("dag_parse.dag_parse_churn_gpu_lifecycle_s"),
         "seconds to parse the Kubernetes lifecycle file cold (it imports the Kubernetes provider)",
+    ),
+    "models_list_page_s_50x200": Headline(
+        "models_view",
+        _key("models_view.models_list_page_s_50x200"),
+        "seconds for the Models list (read model + HTML) of 50 models x 200 versions over a real MLflow server",
+        full_only=True,
+    ),
+    "model_page_s_200_versions": Headline(
+        "models_view",
+        _key("models_view.model_page_s_200_versions"),
+        "seconds for one model page (200 versions, 100 drift checks) over a real MLflow server",
+        full_only=True,
+    ),
+    "models_list_vs_bare_search": Headline(
+        "models_view",
+        _key("models_view.models_list_vs_bare_search"),
+        "Models list time / the bare search_registered_models pages alone (lower is better)",
+    ),
+    "model_page_vs_bare_versions": Headline(
+        "models_view",
+        _key("models_view.model_page_vs_bare_versions"),
+        "model page time / the bare search_model_versions of its versions alone (lower is better)",
     ),
     "training_amp_vs_fp32_throughput": Headline(
         "training",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +39,8 @@ os.environ.update(
 for leaked in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_TOKEN"):
     os.environ.pop(leaked, None)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(_REPO))
 
 import pytest  # noqa: E402
 
@@ -74,6 +77,28 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
         else:
             os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = previous
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory):
+    """
+    Run `python -m airflow_mlops.demo` (what `./dev demo` runs) once per session in a clean environment; yields
+    ``(root, output)``. Its MLflow store is ``root/mlflow/mlflow.db``, its Airflow home ``root/airflow``.
+    """
+    root = tmp_path_factory.mktemp("demo") / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_mlops.demo", "--root", str(root), "--timeout", "900"],
+        cwd=_REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output[-8000:]
+    yield root, output
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,11 +4,7 @@ then lineage walked backwards from a predictions manifest to the validation repo
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,26 +20,6 @@ from airflow_mlops.core.tags import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    """Run `python -m airflow_mlops.demo` (what `./dev demo` runs) in a clean environment."""
-    root = tmp_path_factory.mktemp("demo") / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_mlops.demo", "--root", str(root), "--timeout", "900"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=1500)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, output[-8000:]
-    yield root, output
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _client(root: Path):

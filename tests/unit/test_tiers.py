@@ -44,6 +44,8 @@ SLOW: dict[str, str] = {
     "tests/integration/test_mlflow_alias_trigger.py": "33 s",
     "tests/integration/test_mlflow_credentials.py": "60 s",
     "tests/integration/test_mlflow_hook.py": "56 s",
+    "tests/integration/test_models_api.py": "45 s",
+    "tests/integration/test_models_view.py": "159 s (the demo run it shares with test_lifecycle.py: ~100 s)",
     "tests/integration/test_report_viewer.py": "33 s",
     "tests/integration/test_templates.py": "81 s",
     "tests/integration/test_training_entrypoint.py": "78 s",
