@@ -383,7 +383,8 @@ def _gate_metric_names(versions: Sequence[Any]) -> list[str]:
     for mv in versions:
         rules = _json((getattr(mv, "tags", None) or {}).get(TAG_GATE_RULES))
         if isinstance(rules, list) and rules:
-            return [str(r["metric"]) for r in rules if isinstance(r, dict) and r.get("metric")]
+            names = [str(r["metric"]) for r in rules if isinstance(r, dict) and r.get("metric")]
+            return list(dict.fromkeys(names))  # a metric under two rules (min_delta and min) is one column
     return []
 
 
