@@ -221,7 +221,21 @@ def test_example_lifecycle_on_postgres_celery_and_s3(stack_root: Path):
 
         client = MlflowClient(tracking_uri=stack.mlflow_url)
         versions = client.search_model_versions("name = 'churn'")
-        assert [v.version for v in versions] == ["1"], "the killed try must not leave a second model version"
+        if [v.version for v in versions] != ["1"]:
+            runs_of = stack.api("GET", "/api/v2/dags/churn_training/dagRuns")["dag_runs"]
+            tries = {
+                t: stack.api(
+                    "GET", f"/api/v2/dags/churn_training/dagRuns/{train}/taskInstances/training.{t}/tries"
+                ).get("task_instances")
+                for t in ("train", "register")
+            }
+            pytest.fail(
+                "the killed try must not leave a second model version: "
+                f"{[(v.version, v.run_id, v.source, v.tags) for v in versions]}\nruns: "
+                f"{[(r['dag_run_id'], r['state'], r['run_type']) for r in runs_of]}\ntries: "
+                f"{[(t, i.get('try_number'), i.get('state'), i.get('start_date'), i.get('end_date')) for t, li in tries.items() for i in li or ()]}"
+                f"\n{stack.tails(80)}"
+            )
         assert client.get_model_version_by_alias("churn", "champion").version == "1"
         runs = client.search_runs(
             [client.get_experiment_by_name("churn").experiment_id],
