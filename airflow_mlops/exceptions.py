@@ -100,6 +100,12 @@ class ScoringError(MlopsError):
     """Batch inference could not complete."""
 
 
+class SparkJobFailed(ScoringError):
+    """A Spark scoring job died or left no committed output (a lost driver, executor or cluster): retried."""
+
+    retryable: ClassVar[bool] = True
+
+
 class DriftDetectionError(MlopsError):
     """Drift detection could not compare the reference and current data."""
 

@@ -522,7 +522,7 @@ def _enum(enum: type[Enum], value: Any, what: str) -> Any:
         return enum(raw)
     except ValueError:
         raise TrainingSpecError(
-            f"{what}={value!r} is invalid; use one of {[m.value for m in enum]}."  # type: ignore[attr-defined]
+            f"{what}={value!r} is invalid; use one of {[m.value for m in enum]}."  # type: ignore[attr-defined, unused-ignore]
         ) from None
 
 

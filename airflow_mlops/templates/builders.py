@@ -175,8 +175,8 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
         # adds after the group run in both cases.
         decided = EmptyOperator(task_id=DECIDED_TASK, trigger_rule="none_failed_min_one_success")
         chain(*(t for t in (validate, train, register, promote) if t is not None))
-        promote >> gate_check >> force >> decided  # type: ignore[operator]
-        promote >> decided  # type: ignore[operator]
+        promote >> gate_check >> force >> decided  # type: ignore[operator, unused-ignore]
+        promote >> decided  # type: ignore[operator, unused-ignore]
     return group
 
 

@@ -51,6 +51,8 @@ class ScoringResult:
     elapsed_s: float
     skipped: bool = False
     created_at: float = field(default_factory=time.time)
+    engine: str = "local"  # "spark": output_uri is a folder of the part files listed in ``parts``
+    parts: list[dict[str, Any]] | None = None
 
     def manifest(self) -> dict[str, Any]:
         body = dataclasses.asdict(self)
@@ -113,8 +115,14 @@ def same_job(old: dict[str, Any], ref: ModelRef, fingerprint: str, params: dict[
 
 
 def output_intact(old: dict[str, Any]) -> bool:
+    """The output still is what the manifest describes: the file's size, or a folder's exact part files."""
     if not old.get("output_written"):
         return not _exists(old["output_uri"])
+    if old.get("parts") is not None:
+        from airflow_mlops.core.scoring.spark import folder_parts
+
+        have = {p["path"]: p["bytes"] for p in folder_parts(old["output_uri"])}
+        return bool(have) and have == {p.get("path"): p.get("bytes") for p in old["parts"]}
     fs, path = get_fs(old["output_uri"])
     try:
         return int(fs.info(path).get("size") or -1) == int(old.get("output_bytes", -2))
@@ -151,7 +159,7 @@ def remove_stale_temporaries(output_uri: str) -> list[str]:
         base = posixpath.basename(str(entry).rstrip("/"))
         if base.startswith(TMP_PREFIX) and base.endswith((f"-{name}", f"-_{name}.manifest.json")):
             try:
-                fs.rm(entry)
+                fs.rm(entry, recursive=True)  # a Spark job's staging folder, or a file
                 removed.append(to_uri(fs, str(entry)))
             except FileNotFoundError:
                 pass

@@ -153,6 +153,88 @@ def load_model(
     return LoadedModel(ref=ref, flavor=chosen, features=features, predict_fn=predict_fn, signature_kind=kind)
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """
+    What the schema check and a scoring engine need to know about a version without loading it.
+
+    ``prediction_type`` is the Spark SQL type of one prediction (``long``, ``double``, ``string``...) and
+    ``prediction_width`` the number of prediction columns (1, or ``k`` for a ``(-1, k)`` output), both read
+    from the output signature (``double`` and 1 when the model has none).
+    """
+
+    ref: ModelRef
+    features: list[FeatureSpec]
+    signature_kind: str
+    flavors: tuple[str, ...]
+    prediction_type: str
+    prediction_width: int
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+_SPARK_TYPES = {
+    "long": "long",
+    "int64": "long",
+    "integer": "int",
+    "int32": "int",
+    "double": "double",
+    "float64": "double",
+    "float": "float",
+    "float32": "float",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "string": "string",
+    "str": "string",
+    "object": "string",
+}
+
+
+def _prediction_shape(signature: Any) -> tuple[str, int]:
+    outputs = signature.outputs if signature is not None else None
+    if outputs is None or not outputs.inputs:
+        return "double", 1
+    if not outputs.is_tensor_spec():
+        specs = outputs.inputs
+        types = {getattr(s.type, "name", None) or str(s.type) for s in specs}
+        spark = _SPARK_TYPES.get(types.pop(), "double") if len(types) == 1 else "double"
+        return spark, len(specs)
+    spec = outputs.inputs[0]
+    shape: tuple[Any, ...] = tuple(getattr(spec, "shape", None) or ())
+    width = shape[-1] if len(shape) >= 2 and shape[-1] not in (-1, None) else 1
+    return _SPARK_TYPES.get(str(getattr(spec, "type", "")), "double"), int(width)
+
+
+def read_model_inputs(ref: ModelRef, *, feature_columns: Sequence[str] | None = None) -> ModelInputs:
+    """
+    Read a version's ``MLmodel`` only (no weights): its input features, flavors and prediction shape.
+
+    Raises ModelRegistryError when the metadata cannot be read and SchemaMismatch as :func:`load_model` does
+    for a model without a usable signature.
+    """
+    import mlflow.models
+
+    try:
+        info = mlflow.models.get_model_info(ref.uri)
+    except Exception as err:  # noqa: BLE001 - any artifact-store error becomes one ModelRegistryError naming the model
+        raise ModelRegistryError(
+            f"reading the MLmodel of {ref.uri} ({ref.requested_uri}) failed: {first_line(err)}. "
+            "Check the artifact store."
+        ) from None
+    features, kind = _features_from_signature(info, ref, feature_columns)
+    prediction_type, width = _prediction_shape(info.signature)
+    return ModelInputs(
+        ref=ref,
+        features=features,
+        signature_kind=kind,
+        flavors=tuple(sorted(info.flavors or {})),
+        prediction_type=prediction_type,
+        prediction_width=width,
+    )
+
+
 def _features_from_signature(
     meta: Any, ref: ModelRef, feature_columns: Sequence[str] | None
 ) -> tuple[list[FeatureSpec], str]:

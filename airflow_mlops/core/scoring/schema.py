@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
-    from airflow_mlops.core.scoring.model import LoadedModel
+    from airflow_mlops.core.scoring.model import LoadedModel, ModelInputs
 
 
 # MLflow column type -> predicate over the Arrow type of a column that may feed it without loss.
@@ -61,7 +61,11 @@ def _is_text(arrow_type: pa.DataType) -> bool:
 
 
 def check_input_schema(
-    model: LoadedModel, arrow_schema: pa.Schema, *, dataset: str, passthrough: Sequence[str] = ()
+    model: LoadedModel | ModelInputs,
+    arrow_schema: pa.Schema,
+    *,
+    dataset: str,
+    passthrough: Sequence[str] = (),
 ) -> None:
     """Raise SchemaMismatch naming every missing or mistyped column, the model name and version, and the fix."""
     have = {f.name: f.type for f in arrow_schema}

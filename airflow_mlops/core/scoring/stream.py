@@ -27,7 +27,7 @@ from airflow_mlops.core.scoring.manifest import (
     remove_stale_temporaries,
     same_job,
 )
-from airflow_mlops.core.scoring.model import LoadedModel, ModelFlavor, load_model
+from airflow_mlops.core.scoring.model import LoadedModel, ModelFlavor, ModelInputs, load_model
 from airflow_mlops.core.scoring.refs import resolve_model
 from airflow_mlops.core.scoring.schema import (
     bad_values_error,
@@ -129,7 +129,7 @@ def _select_files(ref: DatasetRef, input_files: Sequence[str] | None) -> Dataset
     return dataclasses.replace(ref, files=tuple(by_rel[w] for w in wanted))
 
 
-def _check_all_files(model: LoadedModel, ref: DatasetRef, passthrough: Sequence[str]) -> None:
+def _check_all_files(model: LoadedModel | ModelInputs, ref: DatasetRef, passthrough: Sequence[str]) -> None:
     if ref.format == "parquet":
         for file in ref.files:
             schema = data_mod._open_parquet(ref, file).schema_arrow
