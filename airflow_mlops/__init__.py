@@ -21,6 +21,7 @@ _LAZY: dict[str, str] = {
     "MlflowRollbackModelOperator": "airflow_mlops.operators.mlflow",
     "MlflowSetModelAliasOperator": "airflow_mlops.operators.mlflow",
     "BatchInferenceOperator": "airflow_mlops.operators.inference",
+    "SparkBatchInferenceOperator": "airflow_mlops.operators.spark",
     "BatchInferencePlanOperator": "airflow_mlops.operators.inference",
     "BatchInferenceCombineOperator": "airflow_mlops.operators.inference",
     "EvidentlyDetectDriftOperator": "airflow_mlops.operators.drift",

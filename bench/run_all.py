@@ -39,6 +39,8 @@ QUICK_ENV = {
     "MODELS_BENCH_MODELS": "5",
     "MODELS_BENCH_VERSIONS": "20",
     "MODELS_BENCH_CHECKS": "10",
+    "MLOPS_BENCH_SPARK_ROWS": "0.2",
+    "MLOPS_BENCH_SPARK_RSS_ROWS": "0.1,0.2",
 }
 QUICK_ARGS = {"training.py": ["--rows", "2000", "--epochs", "1"]}
 
@@ -187,6 +189,18 @@ HEADLINES: dict[str, Headline] = {
         "models_view",
         _key("models_view.model_page_vs_bare_versions"),
         "model page time / the bare search_model_versions of its versions alone (lower is better)",
+    ),
+    "spark_vs_single_throughput_8m": Headline(
+        "spark_inference",
+        _key("spark_inference.spark_vs_single_throughput"),
+        "rows/s of a whole Spark local[2] scoring job / the single-process streamed job, same 8M rows",
+        full_only=True,
+    ),
+    "spark_driver_rss_growth_2m_to_8m": Headline(
+        "spark_inference",
+        _key("spark_inference.driver_rss_growth"),
+        "Spark driver-side peak RSS (JVM + Python driver) at 8M rows / at 2M - 1 (goal: flat, within 0.15)",
+        full_only=True,
     ),
     "training_amp_vs_fp32_throughput": Headline(
         "training",

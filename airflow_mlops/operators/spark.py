@@ -133,7 +133,7 @@ class SparkBatchInferenceOperator(MlflowBaseOperator):
         feature_columns: Sequence[str] | None = None,
         force: bool = False,
         spark_conn_id: str = DEFAULT_SPARK_CONN_ID,
-        conf: dict[str, Any] | None = None,
+        conf: dict[str, Any] | str | None = None,
         env_vars: dict[str, str] | None = None,
         python: str | None = None,
         application: str | None = None,
@@ -149,6 +149,16 @@ class SparkBatchInferenceOperator(MlflowBaseOperator):
         kwargs.setdefault("multiple_outputs", True)
         _default_outlets(kwargs)
         super().__init__(mlflow_conn_id=mlflow_conn_id, **kwargs)
+        if conf is not None and not isinstance(conf, dict | str):
+            raise MlopsConfigError(
+                f"conf of task {kwargs.get('task_id')} is a {type(conf).__name__}; give a dict of Spark settings, "
+                'e.g. {"spark.executor.instances": "8"}.'
+            )
+        if isinstance(passthrough_columns, list | tuple) and prediction_column in passthrough_columns:
+            raise MlopsConfigError(
+                f"passthrough column {prediction_column!r} of task {kwargs.get('task_id')} clashes with the "
+                "prediction column; rename prediction_column."
+            )
         self.model_uri = model_uri
         self.input_uri = input_uri
         self.output_uri = output_uri
@@ -158,7 +168,7 @@ class SparkBatchInferenceOperator(MlflowBaseOperator):
         self.feature_columns = feature_columns
         self.force = force
         self.spark_conn_id = spark_conn_id
-        self.conf = conf or {}
+        self.conf: Any = conf or {}
         self.env_vars = env_vars or {}
         self.python = python
         self.application = application

@@ -31,6 +31,7 @@ from airflow_mlops.operators.mlflow import (
     MlflowRegisterModelOperator,
     MlflowSetModelAliasOperator,
 )
+from airflow_mlops.operators.spark import SparkBatchInferenceOperator
 from airflow_mlops.operators.training import LocalTrainModelOperator
 from airflow_mlops.operators.validation import GXValidateDatasetOperator
 from airflow_mlops.settings import get_settings
@@ -180,6 +181,43 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
     return group
 
 
+def build_scoring_task(
+    cfg: LifecycleConfig, *, model_uri: str, input_uri: str, output_uri: str
+) -> BaseOperator:
+    """The scoring step of ``inference.backend``: streamed on the worker, or a Spark job."""
+    inference = cfg.inference
+    if inference.backend == "spark":
+        spark = inference.spark
+        conf = dict(spark.conf)
+        if inference.batch_size:  # the rows per Arrow batch the udf predicts on
+            conf.setdefault("spark.sql.execution.arrow.maxRecordsPerBatch", str(inference.batch_size))
+        return SparkBatchInferenceOperator(
+            task_id=SCORE_TASK,
+            model_uri=model_uri,
+            input_uri=input_uri,
+            output_uri=output_uri,
+            passthrough_columns=list(inference.passthrough_columns),
+            spark_conn_id=spark.conn_id,
+            conf=conf,
+            python=spark.python,
+            application=spark.application,
+            driver_memory=spark.driver_memory,
+            executor_memory=spark.executor_memory,
+            executor_cores=spark.executor_cores,
+            num_executors=spark.num_executors,
+            mlflow_conn_id=cfg.mlflow_conn_id,
+        )
+    return BatchInferenceOperator(
+        task_id=SCORE_TASK,
+        model_uri=model_uri,
+        input_uri=input_uri,
+        output_uri=output_uri,
+        passthrough_columns=list(inference.passthrough_columns),
+        batch_size=inference.batch_size,
+        mlflow_conn_id=cfg.mlflow_conn_id,
+    )
+
+
 def build_inference_group(cfg: LifecycleConfig, *, group_id: str = "inference") -> TaskGroup:
     """validate the batch -> score with the champion -> drift check (which may emit the drift Asset)."""
     input_uri = _param_or("input_uri", cfg.inference.input_uri)
@@ -187,17 +225,14 @@ def build_inference_group(cfg: LifecycleConfig, *, group_id: str = "inference") 
     with TaskGroup(group_id=group_id, tooltip=f"Score a batch with {cfg.model_name}") as group:
         _register_macros(group)
         validate = build_validation_task(cfg, task_id="validate_batch", dataset_uri=input_uri, batch=True)
-        score = BatchInferenceOperator(
-            task_id=SCORE_TASK,
+        score = build_scoring_task(
+            cfg,
             model_uri="models:/"
             + cfg.model_name
             + "@"
             + _param_or("model_alias", get_settings().champion_alias),
             input_uri=input_uri,
             output_uri=output_uri,
-            passthrough_columns=list(cfg.inference.passthrough_columns),
-            batch_size=cfg.inference.batch_size,
-            mlflow_conn_id=cfg.mlflow_conn_id,
         )
         steps: list[Any] = [validate, score]
         if cfg.drift.enabled:

@@ -150,14 +150,35 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class SparkConfig:
+    """Where the Spark scoring job runs (used when ``inference.backend`` is ``spark``; see docs/spark.md).
+
+    :param conn_id: the Spark connection (type ``spark``; host ``local[4]``, ``yarn``, ``spark://…``, ``k8s://…``).
+    :param conf: Spark configuration of the job, e.g. ``{"spark.executor.instances": "20"}``.
+    :param python: the driver's and executors' interpreter (default: the worker's on a local master).
+    :param application: the application file, e.g. ``local:///opt/mlops/spark_job.py`` in a cluster image.
+    """
+
+    conn_id: str = "spark_default"
+    conf: dict[str, Any] = field(default_factory=dict)
+    python: str | None = None
+    application: str | None = None
+    driver_memory: str | None = None
+    executor_memory: str | None = None
+    executor_cores: int | None = None
+    num_executors: int | None = None
+
+
+@dataclass(frozen=True)
 class InferenceConfig:
     """Batch scoring with the champion.
 
     :param schedule: cron or preset for the inference DAG (``None``: triggered only).
     :param input_uri: the batch to score (templated, e.g. ``.../batches/{{ mlops_run_date(dag_run) }}.parquet``).
     :param output_uri: where predictions go (templated; make it unique per run, e.g.
-        ``.../predictions/{{ mlops_run_slug(run_id) }}.parquet``).
+        ``.../predictions/{{ mlops_run_slug(run_id) }}.parquet``); a folder of parts with the Spark backend.
     :param passthrough_columns: input columns copied next to the predictions (ids).
+    :param backend: ``local`` (streamed on the worker) or ``spark`` (a Spark job, see ``spark``).
     """
 
     input_uri: str = ""
@@ -165,6 +186,8 @@ class InferenceConfig:
     schedule: str | None = None
     passthrough_columns: list[str] = field(default_factory=list)
     batch_size: int | None = None
+    backend: Literal["local", "spark"] = "local"
+    spark: SparkConfig = field(default_factory=SparkConfig)
 
 
 @dataclass(frozen=True)

@@ -314,6 +314,16 @@ CASES = [
          lambda w: __import__("airflow_mlops.operators.validation", fromlist=["x"]).GXValidateDatasetOperator(
              task_id="v", dataset_uri=w.good, suite=SUITE, on_failure="explode"),
          exc.MlopsConfigError, r"on_failure='explode'.*'fail', 'warn' or 'skip'"),
+    Case("inference: Spark conf that is not a mapping (operator, parse time)",
+         lambda w: __import__("airflow_mlops.operators.spark", fromlist=["x"]).SparkBatchInferenceOperator(
+             task_id="s", model_uri=f"models:/{w.model}@champion", input_uri=w.good, output_uri=str(w.tmp / "p"),
+             conf=["spark.executor.instances=8"]),
+         exc.MlopsConfigError, r"conf of task s is a list; give a dict of Spark settings"),
+    Case("inference: Spark passthrough column named like the prediction (operator, parse time)",
+         lambda w: __import__("airflow_mlops.operators.spark", fromlist=["x"]).SparkBatchInferenceOperator(
+             task_id="s", model_uri=f"models:/{w.model}@champion", input_uri=w.good, output_uri=str(w.tmp / "p"),
+             passthrough_columns=["id", "prediction"]),
+         exc.MlopsConfigError, r"passthrough column 'prediction' of task s clashes with the prediction column"),
     Case("validation: duplicate column names (parquet)", lambda w: _validate(w, _dup_parquet(w), SUITE),
          exc.DatasetError, r"dup\.parquet has duplicate column name\(s\) \['f1'\].*Rename"),
     Case("validation: duplicate column names (CSV)", lambda w: _validate(w, _dup_csv(w), SUITE),

@@ -270,6 +270,29 @@ def case_batch_inference(env: dict[str, Any]) -> Built:
     return Built(dag, Scope(dag_id, models=[name], roots=[str(out)]), ("score", -1))
 
 
+def case_spark_inference(env: dict[str, Any]) -> Built:
+    """Try 1 scores on Spark (local[2]) and fails after its commit; the retry and the re-run find the manifest."""
+    import json
+    import os
+
+    from airflow_mlops.operators.spark import SparkBatchInferenceOperator
+
+    os.environ["AIRFLOW_CONN_SPARK_HARDENING"] = json.dumps({"conn_type": "spark", "host": "local[2]"})
+    dag_id, name = unique("retry_spark_score"), _champion(env, "hard-spark-score")
+    out = Path(env["tmp"]) / "predictions"
+    with _dag(dag_id) as dag:
+        flaky(SparkBatchInferenceOperator)(
+            task_id="score",
+            model_uri=f"models:/{name}@champion",
+            input_uri=env["data"]["score_in"],
+            output_uri=str(out / "pred.parquet"),
+            passthrough_columns=["id"],
+            spark_conn_id="spark_hardening",
+            conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"},
+        )
+    return Built(dag, Scope(dag_id, models=[name], roots=[str(out)]), ("score", -1))
+
+
 def case_sharded_inference(env: dict[str, Any]) -> Built:
     from airflow_mlops.operators.inference import (
         BatchInferenceCombineOperator,
@@ -332,6 +355,7 @@ CASES: dict[str, Callable[[dict[str, Any]], Built]] = {
     "MlflowRollbackModelOperator": case_rollback,
     "MlflowSetModelAliasOperator": case_set_alias,
     "BatchInferenceOperator": case_batch_inference,
+    "SparkBatchInferenceOperator": case_spark_inference,
     "BatchInference plan+shards+combine": case_sharded_inference,
     "EvidentlyDetectDriftOperator": case_drift,
 }

@@ -42,6 +42,7 @@ STAGE_OF_MODULE = {
     "airflow_mlops.operators.kubernetes": "training",
     "airflow_mlops.operators.mlflow": "registry",
     "airflow_mlops.operators.inference": "inference",
+    "airflow_mlops.operators.spark": "inference",
     "airflow_mlops.operators.drift": "drift",
     "airflow_mlops.sensors.mlflow": "registry",
     "airflow_mlops.sensors.drift": "drift",

@@ -86,15 +86,55 @@ def spark_path(uri: str) -> str:
 
 
 def check_output_folder(output_uri: str) -> str:
-    """A Spark job writes a folder of parts: ``output_uri`` names that folder (``.parquet`` suffix optional)."""
-    output_uri = check_uri(output_uri, what="output URI").rstrip("/")
-    _, path = get_fs(output_uri)
-    if not posixpath.basename(path.rstrip("/")) or path.strip("/") in ("", "."):
+    """
+    A Spark job writes a folder of parts: ``output_uri`` names that folder (``.parquet`` suffix optional), below
+    a bucket's root on object stores (a re-run replaces the whole folder).
+    """
+    output_uri = check_uri(output_uri, what="output URI")
+    stripped = output_uri.rstrip("/")
+    path = get_fs(stripped)[1].strip("/") if stripped else ""
+    remote_root = "://" in stripped and "/" not in path
+    if not path or path == "." or remote_root:
         raise MlopsConfigError(
-            f"output URI {output_uri!r} names no folder; give the predictions folder the Spark job writes, e.g. "
-            "s3://bucket/predictions/churn/2026-11-01.parquet"
+            f"output URI {output_uri!r} names no folder of its own; give the predictions folder the Spark job "
+            "writes, e.g. s3://bucket/predictions/churn/2026-11-01.parquet (a re-run replaces that folder)."
         )
-    return output_uri
+    return stripped
+
+
+def _is_job_output(rel: str) -> bool:
+    """A file a Spark parquet write leaves: ``part-*`` files, ``_SUCCESS`` and their ``.crc`` checksums."""
+    name = posixpath.basename(rel)
+    return "/" not in rel and (
+        name.startswith(("part-", ".part-")) or name in (SUCCESS_MARKER, f".{SUCCESS_MARKER}.crc")
+    )
+
+
+def check_replaceable(output_uri: str, old_manifest: dict[str, Any] | None) -> None:
+    """
+    Refuse an output folder that holds anything but an earlier job's parts: a re-run replaces the whole folder,
+    so pointing ``output_uri`` at a folder of other data must fail before anything is deleted.
+    """
+    fs, path = get_fs(output_uri)
+    try:
+        found = fs.find(path)
+    except FileNotFoundError:
+        return
+    if fs.isfile(path):
+        raise MlopsConfigError(
+            f"output URI {output_uri} is a file; the Spark backend writes a folder of parts. Pick another URI."
+        )
+    listed = {p.get("path") for p in (old_manifest or {}).get("parts") or ()}
+    foreign = sorted(
+        rel
+        for rel in (posixpath.relpath(f, path) for f in found)
+        if rel not in listed and not _is_job_output(rel)
+    )
+    if foreign:
+        raise MlopsConfigError(
+            f"output folder {output_uri} holds files that are not an earlier scoring job's parts ({foreign[:5]}); "
+            "a re-run replaces the whole folder, so nothing was deleted. Give each job a folder of its own."
+        )
 
 
 def _staging_uri(output_uri: str) -> str:
@@ -335,6 +375,7 @@ def prepared_spark_job(
             yield job
             return
         _check_all_files(inputs, dataset, passthrough)  # before anything is submitted or written
+        check_replaceable(output_uri, old)
         if job.total_rows == 0:
             log.warning("Input %s has no rows: nothing to score, no Spark job submitted.", dataset.uri)
             job.done = job.empty_result()

@@ -207,3 +207,43 @@ def test_renamed_keys_still_read_under_their_older_names():
     assert old.drift.drift_share == 0.3
     assert (old.training.kubernetes.cpu, old.training.kubernetes.memory) == ("4", "16Gi")
     assert OnFailure(old.gate.on_reject) is OnFailure.WARN
+
+
+def test_inference_backend_spark_builds_the_spark_operator():
+    from airflow_mlops.operators.spark import SparkBatchInferenceOperator
+    from airflow_mlops.templates.builders import build_inference_dag
+
+    cfg = LifecycleConfig.from_dict(
+        {
+            **BASE,
+            "inference": {
+                "input_uri": "/in/",
+                "output_uri": "/out/{{ run_id }}.parquet",
+                "passthrough_columns": ["id"],
+                "batch_size": 5000,
+                "backend": "spark",
+                "spark": {
+                    "conn_id": "spark_yarn",
+                    "conf": {"spark.executor.instances": 4},
+                    "executor_memory": "8g",
+                },
+            },
+        }
+    )
+    dag = build_inference_dag(cfg)
+    score = dag.get_task("inference.score")
+    assert isinstance(score, SparkBatchInferenceOperator)
+    assert score.spark_conn_id == "spark_yarn" and score.executor_memory == "8g"
+    assert score.conf == {
+        "spark.executor.instances": 4,
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "5000",
+    }
+    assert score.passthrough_columns == ["id"] and score.model_uri.startswith("models:/churn@")
+    with pytest.raises(TemplateConfigError, match=r"inference.backend: must be one of \['local', 'spark'\]"):
+        LifecycleConfig.from_dict(
+            {**BASE, "inference": {"input_uri": "/in", "output_uri": "/o", "backend": "dask"}}
+        )
+    with pytest.raises(TemplateConfigError, match=r"inference.spark: unknown key\(s\) \['connid'\]"):
+        LifecycleConfig.from_dict(
+            {**BASE, "inference": {"input_uri": "/in", "output_uri": "/o", "spark": {"connid": "x"}}}
+        )
