@@ -311,6 +311,13 @@ def register_routes(app: "FastAPI") -> None:  # noqa: C901 - the routes are nest
             )
         return name, f"models-view:{user.get_name()}:{request_id}", owner or ""
 
+    def action_reason(body: Any, *, required: bool) -> str:
+        """The request's cleaned ``reason``, or HTTP 400 naming the fix."""
+        try:
+            return clean_reason(body.get("reason"), required=required)
+        except ValueError as err:
+            raise HTTPException(status_code=400, detail=str(err)) from None
+
     def run_move(move: Any) -> JSONResponse:
         from airflow_mlops.exceptions import MlopsConfigError, ModelNotFound, ModelRegistryError
 
@@ -331,10 +338,7 @@ def register_routes(app: "FastAPI") -> None:  # noqa: C901 - the routes are nest
         from airflow_mlops.settings import get_settings
 
         name, by, _ = check_action(request, body, user)
-        try:
-            reason = clean_reason(body.get("reason"), required=False)
-        except ValueError as err:
-            raise HTTPException(status_code=400, detail=str(err)) from None
+        reason = action_reason(body, required=False)
         alias = get_settings().champion_alias
         text = f"rolled back from the Models view by {user.get_name()}" + (f": {reason}" if reason else "")
         return run_move(lambda client: rollback_alias(client, name, alias, reason=text, by=by))
@@ -345,10 +349,7 @@ def register_routes(app: "FastAPI") -> None:  # noqa: C901 - the routes are nest
         from airflow_mlops.settings import get_settings
 
         name, by, _ = check_action(request, body, user)
-        try:
-            reason = clean_reason(body.get("reason"), required=True)
-        except ValueError as err:
-            raise HTTPException(status_code=400, detail=str(err)) from None
+        reason = action_reason(body, required=True)
         version = body.get("version")
         if not isinstance(version, str | int) or isinstance(version, bool) or not str(version).strip():
             raise HTTPException(status_code=400, detail='give the "version" to promote (a number, e.g. "3")')

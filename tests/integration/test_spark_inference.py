@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers.airflow import run_dag, try_numbers
+from tests.helpers.process import descendants
 from tests.helpers.xcom import xcom
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'airflow-mlops[spark]')")
@@ -228,20 +229,8 @@ def test_bad_inputs_fail_before_anything_is_submitted_or_written(
 
 
 def _spark_processes_below(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
     out = []
-    for pid in found:
+    for pid in sorted(descendants(root) - {root}):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:

@@ -35,7 +35,7 @@ from typing import Any
 import requests
 
 from tests.helpers.compose import ROOT, compose, service_env
-from tests.helpers.process import LoopbackService, StartedInWith, free_port, stop_process_groups
+from tests.helpers.process import LoopbackService, StartedInWith, descendants, free_port, stop_process_groups
 
 BIN = Path(sys.executable).parent
 HOSTS = ("postgres", "redis", "minio", "mlflow", "airflow-apiserver")
@@ -374,14 +374,14 @@ class ProductionStack(StartedInWith):
             n: p.proc.pid for n, p in self.procs.items() if n.startswith("worker") and p.proc is not None
         }
         for name, root in workers.items():
-            tree = _descendants(root)
+            tree = descendants(root)
             if pid in tree or (pid is None and len(tree) > 2):
                 stop_process_groups(self.procs[name].proc, grace=0)  # type: ignore[arg-type]
                 for left in tree:  # a task process that re-grouped itself dies with its worker too
                     if _alive(left):
                         os.kill(left, signal.SIGKILL)
                 return name
-        trees = {n: sorted(_descendants(r)) for n, r in workers.items()}
+        trees = {n: sorted(descendants(r)) for n, r in workers.items()}
         raise AssertionError(f"no Celery worker runs pid {pid} of {ti.get('task_id')}: worker trees {trees}")
 
     # ------------------------------------------------------------------------------------------ REST API
@@ -408,24 +408,6 @@ class ProductionStack(StartedInWith):
 
     def tails(self, lines: int = 40) -> str:
         return "\n".join(f"--- {name} ---\n{proc.tail(lines)}" for name, proc in self.procs.items())
-
-
-def _descendants(root: int) -> set[int]:
-    """``root`` and every process below it, read from /proc (process groups miss a task that re-groups)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, ()))
-    return found
 
 
 def _alive(pid: int) -> bool:
