@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _HOME = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
 for sub in ("dags", "plugins", "storage", "logs"):
@@ -45,6 +47,39 @@ sys.path.insert(0, str(_REPO))
 import pytest  # noqa: E402
 
 from tests.helpers.mlflow_server import MlflowServer  # noqa: E402
+
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_TOKEN")
+
+
+def _mlflow_uri_modules() -> tuple[Any, Any] | None:
+    """MLflow's modules that hold the fluent API's URIs, once something imported mlflow."""
+    if "mlflow" not in sys.modules:
+        return None
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    return tracking_utils, registry_utils
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_globals_restored() -> Iterator[None]:
+    """
+    MLflow keeps the fluent API's tracking and registry URIs in module globals (and reads MLFLOW_* variables):
+    whatever a test sets there ends with it, so a later test's ``MlflowClient(tracking_uri=...)`` never reads a
+    registry an earlier test pointed the process at.
+    """
+    modules = _mlflow_uri_modules()
+    saved = (modules[0]._tracking_uri, modules[1]._registry_uri) if modules else (None, None)
+    env = {key: os.environ.get(key) for key in _MLFLOW_ENV}
+    yield
+    modules = _mlflow_uri_modules()
+    if modules:
+        modules[0]._tracking_uri, modules[1]._registry_uri = saved
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -159,7 +159,7 @@ def _one_finished_run(experiment: str) -> Callable[[Any], None]:
     def check(dag_run: Any) -> None:
         from mlflow import MlflowClient
 
-        client = MlflowClient(tracking_uri=dag_run.mlflow_url)
+        client = MlflowClient(tracking_uri=dag_run.mlflow_url, registry_uri=dag_run.mlflow_url)
         exp = client.get_experiment_by_name(experiment)
         runs = client.search_runs([exp.experiment_id])
         assert [r.info.status for r in runs] == ["FINISHED"], "a retried training left more than one run"

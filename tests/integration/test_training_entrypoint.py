@@ -58,7 +58,7 @@ def run_entrypoint(
 def client(mlflow_server):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=mlflow_server.url)
+    return MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_local_training_dag_returns_the_tagged_run(airflow_db, mlflow_server, st
         )
 
     dag_run = run_dag(dag)
-    client = MlflowClient(tracking_uri=mlflow_server.url)
+    client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     for task_id in ("train_sklearn", "train_mlp"):
         result = xcom(dag_run, task_id)
         assert set(result) == RESULT_KEYS

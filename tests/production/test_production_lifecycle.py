@@ -219,7 +219,7 @@ def test_example_lifecycle_on_postgres_celery_and_s3(stack_root: Path):
 
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=stack.mlflow_url)
+        client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
         versions = client.search_model_versions("name = 'churn'")
         if [v.version for v in versions] != ["1"]:
             runs_of = stack.api("GET", "/api/v2/dags/churn_training/dagRuns")["dag_runs"]
