@@ -37,10 +37,10 @@ FEATURES = [f"f{i:02d}" for i in range(20)]
 PART_ROWS = 1 << 20
 MODEL = "bench-spark"
 SPARK_CONF = {
-    "spark_inference.ui.enabled": "false",
-    "spark_inference.driver.memory": "1g",
-    "spark_inference.sql.shuffle.partitions": "2",
-    "spark_inference.ui.showConsoleProgress": "false",
+    "spark.ui.enabled": "false",
+    "spark.driver.memory": "1g",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.ui.showConsoleProgress": "false",
 }
 
 

@@ -20,6 +20,7 @@ from airflow_mlops.operators.common import (
     fail_fast,
     identity_from_context,
 )
+from airflow_mlops.operators.openlineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -27,9 +28,10 @@ if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
     from airflow_mlops.core.drift import DriftResult
+    from airflow_mlops.core.openlineage import LineageSpec
 
 
-class EvidentlyDetectDriftOperator(MlflowBaseOperator):
+class EvidentlyDetectDriftOperator(OpenLineageMixin, MlflowBaseOperator):
     """
     Check a registered model's current data for drift with Evidently and emit a retraining event by policy.
 
@@ -200,6 +202,7 @@ class EvidentlyDetectDriftOperator(MlflowBaseOperator):
         result, decision = checked.drift, checked.decision
         push_link(context, DriftReportLink, report_view_url(result.html_uri))
         summary = checked.to_summary()
+        self._mlops_summary = summary
         if decision.replayed:
             self.log.info(
                 "Check %s was already recorded by an earlier try: replaying its decision", identity.ti_key
@@ -219,6 +222,14 @@ class EvidentlyDetectDriftOperator(MlflowBaseOperator):
             result.drift_share, result.drifted_columns, decision.confirmed, summary["emitted"], decision.reason,
         )  # fmt: skip
         return summary
+
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        """Reference and current data and the model in (its drift share in the facet), the reports out."""
+        from airflow_mlops.core.openlineage import drift_lineage
+
+        if not summary:
+            summary = {"current_uri": self.current_uri, "model_name": self.model_name}
+        return drift_lineage(summary, self._tracking_uri())
 
     def _emit(
         self, context: Context, name: str, version: str, result: DriftResult, summary: Mapping[str, Any]

@@ -18,10 +18,13 @@ from airflow_mlops.exceptions import MlopsConfigError
 from airflow_mlops.links.inference import BatchInferenceModelLink
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast
+from airflow_mlops.operators.openlineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.definitions.context import Context
+
+    from airflow_mlops.core.openlineage import LineageSpec
 
 
 PREDICTIONS_ASSET_ALIAS = "mlops-predictions"
@@ -98,11 +101,26 @@ def _finish(operator: BaseOperator, context: Context, result: Any, ui_url: str |
         mlflow_model_version_url(ui_url, result.model_name, result.model_version),
     )
     summary: dict[str, Any] = result.to_summary()
+    operator._mlops_summary = summary  # type: ignore[attr-defined]
     _publish(operator, context, result.output_uri, _event_extra(summary))
     return summary
 
 
-class BatchInferenceOperator(MlflowBaseOperator):
+class ScoringLineageMixin(OpenLineageMixin):
+    """The lineage of a scoring task: the input batch and the pinned model version in, the predictions out."""
+
+    model_uri: Any = None
+    input_uri: Any = None
+
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        from airflow_mlops.core.openlineage import alias_of, scoring_lineage
+
+        if not summary and self.input_uri:
+            summary = {"input_uri": self.input_uri}
+        return scoring_lineage(summary, self._tracking_uri(), alias_of(self.model_uri))
+
+
+class BatchInferenceOperator(ScoringLineageMixin, MlflowBaseOperator):
     """
     Score a dataset with a registered model version and write predictions exactly once.
 
@@ -217,7 +235,7 @@ class BatchInferenceOperator(MlflowBaseOperator):
         return _finish(self, context, result, hook.ui_url)
 
 
-class BatchInferencePlanOperator(MlflowBaseOperator):
+class BatchInferencePlanOperator(ScoringLineageMixin, MlflowBaseOperator):
     """
     Pin the model version once and split a dataset folder into shards for mapped scoring tasks.
 
@@ -286,7 +304,7 @@ class BatchInferencePlanOperator(MlflowBaseOperator):
         return [s.to_kwargs() for s in shards]
 
 
-class BatchInferenceCombineOperator(MlflowBaseOperator):
+class BatchInferenceCombineOperator(ScoringLineageMixin, MlflowBaseOperator):
     """
     Combine the parts of a sharded scoring job into one dataset (the ``output_uri`` folder).
 

@@ -22,6 +22,7 @@ from airflow_mlops.links.base import mlflow_model_version_url, mlflow_run_url, p
 from airflow_mlops.links.mlflow import MlflowModelVersionLink, MlflowRunLink
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import OnFailure, fail_fast, identity_from_context, optional_text
+from airflow_mlops.operators.openlineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperatorLink
     from airflow.sdk.definitions.context import Context
 
+    from airflow_mlops.core.openlineage import LineageSpec
     from airflow_mlops.hooks.mlflow import MlflowHook
 
 
@@ -46,7 +48,7 @@ def _is_templated(value: Any) -> bool:
     return not isinstance(value, int | float | bool | type(None))  # XComArg and friends: resolved at run time
 
 
-class _MlflowRegistryOperator(MlflowBaseOperator):
+class _MlflowRegistryOperator(OpenLineageMixin, MlflowBaseOperator):
     """Shared plumbing: the MLflow hook of the task and the model-version link."""
 
     operator_extra_links: tuple[BaseOperatorLink, ...] = (MlflowModelVersionLink(),)
@@ -84,6 +86,7 @@ class _MlflowRegistryOperator(MlflowBaseOperator):
         )
         self._push_version_link(context, hook, result.name, result.version)
         summary: dict[str, Any] = result.to_summary()
+        self._mlops_summary = summary
         return summary
 
 
@@ -175,7 +178,16 @@ class MlflowRegisterModelOperator(_MlflowRegistryOperator):
         self._push_version_link(context, hook, result.name, result.version)
         if experiment_id and result.run_id:
             push_link(context, MlflowRunLink, mlflow_run_url(hook.ui_url, experiment_id, result.run_id))
-        return result.to_summary()
+        self._mlops_summary = result.to_summary()
+        return self._mlops_summary
+
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        """The run's logged model in, the registered model (its new version) out."""
+        from airflow_mlops.core.openlineage import registration_lineage
+
+        return registration_lineage(
+            summary or {"name": self.name, "run_id": self.run_id}, self._tracking_uri()
+        )
 
 
 class MlflowPromoteModelOperator(_MlflowRegistryOperator):
@@ -260,6 +272,18 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
         self.champion_alias = champion_alias
         self.challenger_alias = challenger_alias
 
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        """The candidate version in, the model out with the gate's decision (and the champion alias if moved)."""
+        from airflow_mlops.core.openlineage import gate_lineage
+        from airflow_mlops.settings import get_settings
+
+        alias = summary.get("champion_alias") or optional_text(self.champion_alias)
+        return gate_lineage(
+            summary or {"name": self.name, "version": self.version},
+            self._tracking_uri(),
+            str(alias or get_settings().champion_alias),
+        )
+
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -282,6 +306,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
             )
         self._push_version_link(context, hook, result.name, result.version)
         summary = result.to_summary()
+        self._mlops_summary = {**summary, "champion_alias": result.champion_alias}
         for reason in result.reasons:
             self.log.info("gate %s v%s: %s", result.name, result.version, reason)
         if result.promoted:
@@ -332,6 +357,12 @@ class _AliasMoveOperator(_MlflowRegistryOperator):
         self.alias = alias
         self.version = version
         self.reason = reason
+
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        """An alias move: the model in, the model with the alias on its new version out."""
+        from airflow_mlops.core.openlineage import alias_move_lineage
+
+        return alias_move_lineage(summary or {"name": self.name}, self._tracking_uri())
 
 
 class MlflowRollbackModelOperator(_AliasMoveOperator):

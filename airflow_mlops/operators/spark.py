@@ -19,7 +19,7 @@ from airflow_mlops.exceptions import MlopsConfigError, SchemaMismatch, SparkJobF
 from airflow_mlops.links.inference import BatchInferenceModelLink
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast
-from airflow_mlops.operators.inference import _as_list, _default_outlets, _finish
+from airflow_mlops.operators.inference import ScoringLineageMixin, _as_list, _default_outlets, _finish
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,7 +52,7 @@ def submit_error(err: BaseException, dataset: str, model: str) -> Exception:
     )
 
 
-class SparkBatchInferenceOperator(MlflowBaseOperator):
+class SparkBatchInferenceOperator(ScoringLineageMixin, MlflowBaseOperator):
     """
     Score a parquet dataset on Apache Spark with one registered model version, exactly once.
 

@@ -34,11 +34,13 @@ from airflow_mlops.exceptions import MlopsConfigError, TrainingFailed, TrainingS
 from airflow_mlops.links.base import XComUrlLink, push_link
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast, identity_from_context, optional_text
+from airflow_mlops.operators.openlineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
     from airflow_mlops.core.lineage import AirflowIdentity
+    from airflow_mlops.core.openlineage import LineageSpec
     from airflow_mlops.hooks.mlflow import MlflowHook
 
 TAIL_LINES = 40
@@ -119,7 +121,7 @@ def _mapping_arg(value: Any, name: str, task_id: str) -> dict[str, Any]:
     return dict(value)
 
 
-class TrainingOperatorMixin:
+class TrainingOperatorMixin(OpenLineageMixin):
     """
     What LocalTrainModelOperator and KubernetesTrainModelOperator share: build and check the spec, build the
     child environment and resolve the MLflow run after the process or pod ends.
@@ -229,6 +231,14 @@ class TrainingOperatorMixin:
         detail = f": {message}" if message else ""
         return TrainingFailed(f"training {where} {reason}{detail}. Last output lines:\n{last}")
 
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        """The training data in, the run's logged model out; before a run: the dataset the task was given."""
+        from airflow_mlops.core.openlineage import training_lineage
+
+        if not summary and self.dataset_uri:
+            summary = {"dataset_uri": self.dataset_uri}
+        return training_lineage(summary, self._tracking_uri())
+
     def resolve_training_result(
         self, context: Context, hook: MlflowHook, spec: TrainingSpec, identity: AirflowIdentity
     ) -> dict[str, Any]:
@@ -236,6 +246,7 @@ class TrainingOperatorMixin:
         with hook.session() as client:
             result = find_training_run(client, experiment_name=spec.experiment, identity=identity)
         summary = result.to_summary(hook.ui_url)
+        self._mlops_summary = summary
         push_link(context, MlflowTrainingRunLink, summary["run_url"])
         self.log.info(
             "Training run %s logged model %s; validation metrics %s",

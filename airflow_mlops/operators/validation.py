@@ -12,11 +12,13 @@ from airflow_mlops.core.storage import safe_segment
 from airflow_mlops.exceptions import DataValidationFailed, MlopsConfigError
 from airflow_mlops.links.validation import GXValidationReportLink
 from airflow_mlops.operators.common import OnFailure, emitted_before, fail_fast, identity_from_context
+from airflow_mlops.operators.openlineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
     from airflow_mlops.core.lineage import AirflowIdentity
+    from airflow_mlops.core.openlineage import LineageSpec
     from airflow_mlops.core.validation import ValidationResult
 
 ASSET_ALIAS_PREFIX = "mlops-validated"
@@ -43,7 +45,7 @@ def dataset_asset(dataset_uri: str) -> Asset:
     return Asset(uri=asset_uri(str(dataset_uri)))
 
 
-class GXValidateDatasetOperator(BaseOperator):
+class GXValidateDatasetOperator(OpenLineageMixin, BaseOperator):
     """
     Validate a dataset (parquet or CSV, file or folder, any fsspec URI) with a Great Expectations 1.x suite.
 
@@ -153,10 +155,19 @@ class GXValidateDatasetOperator(BaseOperator):
             self.outlets = [*self.outlets, self.asset_alias]
             self.inlets = [*self.inlets, self.asset_alias]  # read back this task's past events (no re-emit)
 
+    _mlops_assertions: tuple[Any, ...] = ()
+
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        """The dataset (fingerprint, GX assertions) in, the reports out; before a result: the dataset only."""
+        from airflow_mlops.core.openlineage import validation_lineage
+
+        return validation_lineage(summary or {"dataset_uri": self.dataset_uri}, tuple(self._mlops_assertions))
+
     @fail_fast
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from airflow_mlops.core.openlineage import Assertion
         from airflow_mlops.core.report_owner import write_owner
         from airflow_mlops.core.validation import validate_dataset
         from airflow_mlops.links.base import push_link, report_view_url
@@ -201,6 +212,10 @@ class GXValidateDatasetOperator(BaseOperator):
             write_owner(identity, files)  # the report viewer serves the files to readers of this DAG only
             push_link(context, GXValidationReportLink, report_view_url(result.report_uri))
         summary = {**result.to_summary(), "on_failure": self.on_failure.value}
+        self._mlops_summary = summary
+        self._mlops_assertions = tuple(
+            Assertion(o.label(), bool(o.success), o.column) for o in result.outcomes
+        )
         if result.success:
             self._publish(context, result, summary)
             return summary
