@@ -8,6 +8,7 @@ configuration once per process.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -118,10 +119,20 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
 def demo_root(tmp_path_factory: pytest.TempPathFactory):
     """
     Run `python -m airflow_mlops.demo` (what `./dev demo` runs) once per session in a clean environment; yields
-    ``(root, output)``. Its MLflow store is ``root/mlflow/mlflow.db``, its Airflow home ``root/airflow``.
+    ``(root, output)``. Its MLflow store is ``root/mlflow/mlflow.db``, its Airflow home ``root/airflow``, and the
+    OpenLineage events of the whole lifecycle are in ``root.parent / "openlineage" / "events.jsonl"``.
     """
     root = tmp_path_factory.mktemp("demo") / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING", "OPENLINEAGE"))
+    }
+    # The OpenLineage provider's file transport is on, as a platform would set it: test_demo.py reads the events.
+    events = root.parent / "openlineage" / "events.jsonl"
+    events.parent.mkdir()
+    env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
+        {"type": "file", "log_file_path": str(events), "append": True}
+    )
+    env["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "mlops_demo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "airflow_mlops.demo", "--root", str(root), "--timeout", "900"],
         cwd=_REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,

@@ -40,6 +40,7 @@ from airflow_mlops.core.registry import (
     now_iso,
 )
 from airflow_mlops.core.tags import (
+    TAG_GATE_APPROVAL,
     TAG_GATE_AT,
     TAG_GATE_BY,
     TAG_GATE_CHAMPION,
@@ -234,6 +235,51 @@ def missing_metrics(rules: Sequence[GateRule], metrics: Mapping[str, float]) -> 
 class GateDecision(StrEnum):
     PROMOTED = "promoted"
     REJECTED = "rejected"
+    #: The rules passed and the gate requires a human approval before the champion moves.
+    AWAITING_APPROVAL = "awaiting_approval"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """
+    A human's answer to an approval gate. ``approver`` is empty when nobody answered in time (a rejection).
+
+    The champion moves on an approval only if the candidate still passes the rules against the champion of the
+    moment: the champion may have changed while the request waited.
+    """
+
+    approved: bool
+    approver: str = ""
+    reason: str = ""
+
+    def describe(self) -> str:
+        why = self.reason.strip() or "no reason given"
+        if not self.approver:
+            return f"no answer before the approval timed out: rejected ({why})"
+        return f"{'approved' if self.approved else 'rejected'} by {self.approver}: {why}"
+
+    def to_json(self, by: str) -> str:
+        return json.dumps(
+            {
+                "approved": self.approved,
+                "approver": self.approver,
+                "reason": self.reason,
+                "at": now_iso(),
+                "by": by,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def recorded(cls, tags: Mapping[str, str], by: str) -> Approval | None:
+        """The answer an earlier try of the task ``by`` recorded on the version (a retry replays it)."""
+        try:
+            data = json.loads(tags.get(TAG_GATE_APPROVAL) or "null")
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or data.get("by") != by:
+            return None
+        return cls(bool(data.get("approved")), str(data.get("approver") or ""), str(data.get("reason") or ""))
 
 
 @dataclass(frozen=True)
@@ -299,6 +345,8 @@ def promote_if_better(  # noqa: C901 - the gate's checks then its compare-and-mo
     challenger_alias: str = "challenger",
     by: str = "",
     max_attempts: int = MAX_MOVE_ATTEMPTS,
+    require_approval: bool = False,
+    approval: Approval | None = None,
 ) -> GateResult:
     """
     The champion/challenger gate: point ``challenger_alias`` at the candidate; move ``champion_alias`` only if it
@@ -312,6 +360,11 @@ def promote_if_better(  # noqa: C901 - the gate's checks then its compare-and-mo
     :func:`settle`); a gate that loses the slot to another move judges again against the new champion (up to
     ``max_attempts``), so the champion is always the best candidate that passed and the history is a chain.
     The one-slot ``[mlops] promotion_pool`` still keeps gates of one model from working in vain.
+
+    ``require_approval``: a candidate that passes the rules is not promoted but recorded as
+    ``awaiting_approval``; call again with the human's ``approval`` to decide. An approval re-judges the rules
+    against the champion of that moment and moves it (the history names the approver and the reason); a
+    rejection (or a timeout) records the reason and keeps the champion.
     """
     name = check_model_name(name)
     version = check_version(version)
@@ -345,6 +398,10 @@ def promote_if_better(  # noqa: C901 - the gate's checks then its compare-and-mo
             f"{listed(metrics)}. Fix the rule's metric name or log the metric in training."
         )
 
+    if approval is not None and not approval.approved:
+        return _record_rejection(
+            client, name, version, parsed, approval, champion_alias, challenger_alias, by
+        )
     for attempt in range(max(1, max_attempts)):
         model, events = settle(client, name, champion_alias)
         aliases = aliases_of(model)
@@ -360,14 +417,21 @@ def promote_if_better(  # noqa: C901 - the gate's checks then its compare-and-mo
             parsed, metrics, champion_metrics, candidate_version=version, champion_version=champion
         )
         decision = GateDecision.PROMOTED if passed else GateDecision.REJECTED
+        if passed and require_approval and approval is None:
+            decision = GateDecision.AWAITING_APPROVAL
+            reasons.append(f"the rules passed: waiting for a human approval before {champion_alias!r} moves")
+        if approval is not None:
+            reasons.insert(0, approval.describe())
         if aliases.get(challenger_alias) != version:
             point_alias(client, name, challenger_alias, version)
-        _record_decision(client, name, version, decision, reasons, parsed, champion, by)
-        if not passed:
+        _record_decision(client, name, version, decision, reasons, parsed, champion, by, approval)
+        if decision is not GateDecision.PROMOTED:
             return GateResult(
                 name, version, decision, champion, champion, reasons, champion_alias, challenger_alias
             )
         passed_reason = "; ".join(r for r in reasons if r.endswith("pass")) or "passed the gate"
+        if approval is not None:
+            passed_reason = f"{approval.describe()}; {passed_reason}"
         moved = _promote(client, name, model, champion_alias, champion, version, passed_reason, by)
         if moved is None:  # another task moved the champion meanwhile: judge again against the new one
             backoff(attempt)
@@ -412,6 +476,7 @@ def _record_decision(
     rules: Sequence[GateRule],
     champion: str | None,
     by: str,
+    approval: Approval | None = None,
 ) -> None:
     tags = {
         TAG_GATE_DECISION: decision.value,
@@ -421,6 +486,8 @@ def _record_decision(
         TAG_GATE_AT: now_iso(),
         TAG_GATE_BY: by,
     }
+    if approval is not None:
+        tags[TAG_GATE_APPROVAL] = approval.to_json(by)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     _record_last(client, name, version, decision, reasons, champion, tags[TAG_GATE_AT])
@@ -444,6 +511,33 @@ def _record_last(
         "reasons": [r[:300] for r in reasons[:5]],
     }
     client.set_registered_model_tag(name, TAG_GATE_LAST, json.dumps(last, sort_keys=True))
+
+
+def _record_rejection(
+    client: Any,
+    name: str,
+    version: str,
+    rules: Sequence[GateRule],
+    approval: Approval,
+    champion_alias: str,
+    challenger_alias: str,
+    by: str,
+) -> GateResult:
+    """A human rejected the candidate (or nobody answered): record why; the champion stays."""
+    champion = get_alias_version(client, name, champion_alias)
+    if champion == version:  # promoted by another path meanwhile: a rejection does not demote
+        reasons = [
+            approval.describe(),
+            f"v{version} is already the {champion_alias!r} version: nothing to move",
+        ]
+        return GateResult(
+            name, version, GateDecision.PROMOTED, version, None, reasons, champion_alias, challenger_alias
+        )
+    reasons = [approval.describe(), f"{champion_alias!r} stays v{champion}" if champion else "no champion"]
+    _record_decision(client, name, version, GateDecision.REJECTED, reasons, rules, champion, by, approval)
+    return GateResult(
+        name, version, GateDecision.REJECTED, champion, champion, reasons, champion_alias, challenger_alias
+    )
 
 
 def _already_champion(

@@ -42,6 +42,8 @@ TAG_GATE_RULES = "mlops.gate.rules"
 TAG_GATE_CHAMPION = "mlops.gate.compared_to"
 TAG_GATE_AT = "mlops.gate.at"
 TAG_GATE_BY = "mlops.gate.by"
+#: The human decision of an approval gate: {"approved", "approver", "reason", "at", "by"} (by: the task instance).
+TAG_GATE_APPROVAL = "mlops.gate.approval"
 
 # ---------------------------------------------------------------- summaries (registered-model tags, for the Models view)
 # Small JSON copies of the newest event of each kind, so that a list of many models is one registry call.

@@ -227,6 +227,9 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     :param champion_alias: Default ``[mlops] champion_alias`` (templated).
     :param challenger_alias: Default ``[mlops] challenger_alias`` (templated).
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
+    :param require_approval: A candidate that passes the rules is not promoted but left ``awaiting_approval``
+        (decision in the summary and on the version) for a downstream
+        :class:`~airflow_mlops.operators.approval.MlflowApproveModelOperator`.
     """
 
     moves_alias = True
@@ -249,9 +252,11 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
         champion_alias: str | None = None,
         challenger_alias: str | None = None,
         mlflow_conn_id: str | None = None,
+        require_approval: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(name=name, mlflow_conn_id=mlflow_conn_id, **kwargs)
+        self.require_approval = bool(require_approval)
         try:
             self.on_reject = OnReject(on_reject)
         except ValueError:
@@ -288,7 +293,7 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_mlops.core.gate import promote_if_better
+        from airflow_mlops.core.gate import GateDecision, promote_if_better
         from airflow_mlops.settings import get_settings
 
         settings = get_settings()
@@ -303,12 +308,22 @@ class MlflowPromoteModelOperator(_MlflowRegistryOperator):
                 champion_alias=optional_text(self.champion_alias) or settings.champion_alias,
                 challenger_alias=optional_text(self.challenger_alias) or settings.challenger_alias,
                 by=identity.ti_key,
+                require_approval=self.require_approval,
             )
         self._push_version_link(context, hook, result.name, result.version)
         summary = result.to_summary()
         self._mlops_summary = {**summary, "champion_alias": result.champion_alias}
         for reason in result.reasons:
             self.log.info("gate %s v%s: %s", result.name, result.version, reason)
+        if result.decision is GateDecision.AWAITING_APPROVAL:
+            self.log.info(
+                "%r v%s passed the rules; %s stays v%s until a human approves it",
+                result.name,
+                result.version,
+                result.champion_alias,
+                result.champion_version,
+            )
+            return summary
         if result.promoted:
             self.log.info(
                 "%r v%s is the %s (previous: %s)",

@@ -48,6 +48,7 @@ REGISTER_TASK = "register"
 PROMOTE_TASK = "promote"
 FORCE_TASK = "force_promote"
 DECIDED_TASK = "decided"
+APPROVE_TASK = "approve"
 SCORE_TASK = "score"
 DRIFT_TASK = "detect_drift"
 
@@ -161,6 +162,7 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
             on_reject=cfg.gate.on_reject,
             mlflow_conn_id=cfg.mlflow_conn_id,
             pool=cfg.gate.pool,
+            require_approval=cfg.gate.approval == "required",
         )
         force = MlflowSetModelAliasOperator(
             task_id=FORCE_TASK,
@@ -177,8 +179,28 @@ def build_training_group(cfg: LifecycleConfig, *, group_id: str = "training") ->
         decided = EmptyOperator(task_id=DECIDED_TASK, trigger_rule="none_failed_min_one_success")
         chain(*(t for t in (validate, train, register, promote) if t is not None))
         promote >> gate_check >> force >> decided  # type: ignore[operator, unused-ignore]
-        promote >> decided  # type: ignore[operator, unused-ignore]
+        if cfg.gate.approval == "required":
+            promote >> _approval_task(cfg, promote) >> decided  # type: ignore[operator, unused-ignore]
+        else:
+            promote >> decided  # type: ignore[operator, unused-ignore]
     return group
+
+
+def _approval_task(cfg: LifecycleConfig, promote: BaseOperator) -> BaseOperator:
+    """``gate.approval: required``: an approver answers in the UI before the champion moves."""
+    from airflow_mlops.operators.approval import MlflowApproveModelOperator
+
+    return MlflowApproveModelOperator(
+        task_id=APPROVE_TASK,
+        name=cfg.model_name,
+        version=_output(promote, "version"),
+        rules=cfg.gate_rules(),
+        on_reject=cfg.gate.on_reject,
+        response_timeout=timedelta(hours=cfg.gate.approval_timeout_hours),
+        assigned_users=[{"id": user, "name": user} for user in cfg.gate.approvers] or None,
+        mlflow_conn_id=cfg.mlflow_conn_id,
+        pool=cfg.gate.pool,
+    )
 
 
 def build_scoring_task(

@@ -112,6 +112,11 @@ class GateConfig:
         or ``fail``: the :class:`~airflow_mlops.operators.common.OnFailure` of the gate task.
     :param pool: Airflow pool of the alias moves; None (default) uses ``[mlops] promotion_pool``
         (``mlops_promotion``, one slot, created by the provider when the scheduler starts).
+    :param approval: ``none`` (default: the rules decide) or ``required``: after the rules pass, an approver
+        answers in the Airflow UI (Required Actions) before the champion moves; see docs/registry.md.
+    :param approval_timeout_hours: With ``approval: required``: no answer within this many hours rejects.
+    :param approvers: With ``approval: required``: the user ids that may answer (default: anyone who may edit
+        the DAG).
 
     Leaving out both ``rules`` and ``floors`` applies the default gate of the model's task
     (:func:`airflow_mlops.core.gate.default_gate_rules`): for classification ``val_roc_auc`` not worse
@@ -124,8 +129,25 @@ class GateConfig:
     floors: list[dict[str, Any]] | None = None
     on_reject: Literal["warn", "succeed", "skip", "fail"] = "warn"
     pool: str | None = None
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_hours: float = 24.0
+    approvers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._check_approval()
+        self._normalise_rules()
+
+    def _check_approval(self) -> None:
+        if not (0 < self.approval_timeout_hours <= 24 * 365):
+            raise config_error(
+                "gate.approval_timeout_hours",
+                f"{self.approval_timeout_hours} is not a number of hours between 0 and a year",
+            )
+        for i, user in enumerate(self.approvers):
+            if not isinstance(user, str) or not user.strip():
+                raise config_error(f"gate.approvers[{i}]", f"{user!r} is not a user id")
+
+    def _normalise_rules(self) -> None:
 
         for section in ("rules", "floors"):
             rules = getattr(self, section)
