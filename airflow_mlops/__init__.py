@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "MlflowPromoteModelOperator": "airflow_mlops.operators.mlflow",
     "MlflowRollbackModelOperator": "airflow_mlops.operators.mlflow",
     "MlflowSetModelAliasOperator": "airflow_mlops.operators.mlflow",
+    "MlflowApproveModelOperator": "airflow_mlops.operators.approval",
     "BatchInferenceOperator": "airflow_mlops.operators.inference",
     "SparkBatchInferenceOperator": "airflow_mlops.operators.spark",
     "BatchInferencePlanOperator": "airflow_mlops.operators.inference",

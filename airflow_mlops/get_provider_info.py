@@ -52,6 +52,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_mlops.operators.training",
                     "airflow_mlops.operators.kubernetes",
                     "airflow_mlops.operators.mlflow",
+                    "airflow_mlops.operators.approval",
                     "airflow_mlops.operators.inference",
                     "airflow_mlops.operators.spark",
                     "airflow_mlops.operators.drift",

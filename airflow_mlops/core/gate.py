@@ -251,6 +251,7 @@ class Approval:
     approved: bool
     approver: str = ""
     reason: str = ""
+    at: str = ""  # when it was answered (ISO); empty: now
 
     def describe(self) -> str:
         why = self.reason.strip() or "no reason given"
@@ -279,7 +280,12 @@ class Approval:
             return None
         if not isinstance(data, dict) or data.get("by") != by:
             return None
-        return cls(bool(data.get("approved")), str(data.get("approver") or ""), str(data.get("reason") or ""))
+        return cls(
+            bool(data.get("approved")),
+            str(data.get("approver") or ""),
+            str(data.get("reason") or ""),
+            str(data.get("at") or ""),
+        )
 
 
 @dataclass(frozen=True)

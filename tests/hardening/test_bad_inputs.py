@@ -373,6 +373,14 @@ CASES = [
          lambda w: __import__("airflow_mlops.operators.mlflow", fromlist=["x"]).MlflowPromoteModelOperator(
              task_id="g", name=w.model, version=2, rules=None),
          exc.MlopsConfigError, r"g: rules is required", registry=True),
+    Case("registry: approval answers overridden (operator, parse time)",
+         lambda w: __import__("airflow_mlops.operators.approval", fromlist=["x"]).MlflowApproveModelOperator(
+             task_id="a", name=w.model, version=2, rules=[], options=["Yes", "No"]),
+         exc.MlopsConfigError, r"'options' is fixed", registry=True),
+    Case("registry: approval without the gate's rules (operator, parse time)",
+         lambda w: __import__("airflow_mlops.operators.approval", fromlist=["x"]).MlflowApproveModelOperator(
+             task_id="a", name=w.model, version=2, rules=None),
+         exc.MlopsConfigError, r"a: rules is required", registry=True),
     Case("registry: rule that is not a mapping", lambda w: _gate(w, ["val_accuracy > 0.5"]),
          exc.GateRuleError, r"val_accuracy > 0\.5", registry=True),
     Case("registry: rules not valid JSON", lambda w: _gate(w, "[{metric: x"),

@@ -215,6 +215,51 @@ def case_promote(env: dict[str, Any]) -> Built:
     return Built(dag, Scope(dag_id, models=[name]), ("gate", -1))
 
 
+def case_approval(env: dict[str, Any]) -> Built:
+    """
+    The approver's answer is recorded, then the worker dies before the task ends: every later try replays the
+    recorded answer (never asks again) and the champion moves once. An upstream task stands in for the API
+    server writing the answer (tests/integration/test_approval.py does the real round trip).
+    """
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from airflow_mlops.core.gate import Approval, promote_if_better
+    from airflow_mlops.core.tags import TAG_GATE_APPROVAL
+    from airflow_mlops.operators.approval import MlflowApproveModelOperator
+
+    dag_id, name = unique("retry_approval"), unique("hard-approval")
+    client = env["client"]
+    rules = [{"metric": "val_accuracy", "min": 0.5}]
+    v1, v2 = _register(client, name, env["model"]["run_id"], count=2)
+    promote_if_better(client, name, v1, rules, by="setup")
+    assert (
+        promote_if_better(client, name, v2, rules, by="setup", require_approval=True).decision
+        == "awaiting_approval"
+    )
+
+    def answered(dag_run: Any = None, **_: Any) -> None:
+        tags = client.get_model_version(name, v2).tags
+        if TAG_GATE_APPROVAL not in tags:  # once: a re-run of this stand-in does not answer again
+            answer = Approval(True, "alice", "reviewed")
+            client.set_model_version_tag(
+                name, v2, TAG_GATE_APPROVAL, answer.to_json(f"{dag_id}/{dag_run.run_id}/approve/-1")
+            )
+
+    with _dag(dag_id) as dag:
+        answer = flaky(PythonOperator)(task_id="answer", python_callable=answered)
+        approve = flaky(MlflowApproveModelOperator)(task_id="approve", name=name, version=v2, rules=rules)
+        answer >> approve
+
+    def check(dag_run: Any) -> None:  # moved once, by the approval, with who and why
+        from airflow_mlops.core.aliases import alias_history
+
+        assert client.get_registered_model(name).aliases["champion"] == v2
+        moves = [e for e in alias_history(client, name, "champion") if e.to_version == v2]
+        assert len(moves) == 1 and moves[0].reason.startswith("approved by alice: reviewed"), moves
+
+    return Built(dag, Scope(dag_id, models=[name]), ("approve", -1), check)
+
+
 def case_rollback(env: dict[str, Any]) -> Built:
     from airflow_mlops.core.aliases import set_alias
     from airflow_mlops.operators.mlflow import MlflowRollbackModelOperator
@@ -352,6 +397,7 @@ CASES: dict[str, Callable[[dict[str, Any]], Built]] = {
     "KubernetesTrainModelOperator": case_kubernetes_training,
     "MlflowRegisterModelOperator": case_register,
     "MlflowPromoteModelOperator": case_promote,
+    "MlflowApproveModelOperator": case_approval,
     "MlflowRollbackModelOperator": case_rollback,
     "MlflowSetModelAliasOperator": case_set_alias,
     "BatchInferenceOperator": case_batch_inference,

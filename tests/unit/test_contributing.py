@@ -41,6 +41,7 @@ STAGE_OF_MODULE = {
     "airflow_mlops.operators.training": "training",
     "airflow_mlops.operators.kubernetes": "training",
     "airflow_mlops.operators.mlflow": "registry",
+    "airflow_mlops.operators.approval": "registry",
     "airflow_mlops.operators.inference": "inference",
     "airflow_mlops.operators.spark": "inference",
     "airflow_mlops.operators.drift": "drift",

@@ -128,3 +128,13 @@ def test_a_kept_summary_becomes_the_complete_event() -> None:
     ]
     assert sent["inputs"][1]["facets"]["mlops"]["alias"] == "champion"
     assert [d["name"] for d in sent["outputs"]] == ["/p/b.parquet", "/p/_b.parquet.manifest.json"]
+
+
+def test_every_public_operator_reports_lineage() -> None:
+    """docs/contributing.md, adding an operator, step 1: an operator mixes in OpenLineageMixin."""
+    import airflow_mlops
+
+    operators = [n for n in airflow_mlops._LAZY if n.endswith("Operator")]
+    assert len(operators) >= 12
+    missing = [n for n in operators if not issubclass(getattr(airflow_mlops, n), OpenLineageMixin)]
+    assert not missing, f"operators without OpenLineage: {missing}"

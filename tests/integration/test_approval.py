@@ -1,0 +1,186 @@
+"""The approval gate through the real API server: an approver answers the HITL request over the REST API.
+
+``dag.test()`` runs gate -> approve in this process against the session's SQLite metadata DB and MLflow server;
+the approve task parks in ``awaiting_input`` (no worker slot) until a user answers. A second thread plays the
+approver against a real ``airflow api-server`` on the same DB: it finds the pending request, checks what it
+shows, and answers with ``PATCH /api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}/-1/hitlDetails``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_mlops.core.aliases import alias_history
+from airflow_mlops.core.gate import promote_if_better
+from airflow_mlops.core.registration import register_model_version
+from airflow_mlops.core.tags import TAG_GATE_APPROVAL, TAG_GATE_DECISION, TAG_GATE_REASONS
+from tests.helpers.airflow import run_dag, task_states
+from tests.helpers.airflow_api_server import AirflowApiServer
+from tests.helpers.xcom import xcom
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+USERS = {"alice": ("user", "alice-pw"), "victor": ("viewer", "victor-pw")}
+RULES = [{"metric": "val_auc", "min_delta": 0.0}]
+
+
+@pytest.fixture(scope="module")
+def api(
+    airflow_db: Path, mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowApiServer]:
+    with AirflowApiServer(tmp_path_factory.mktemp("approval-api"), USERS) as server:
+        yield server
+
+
+def _client(mlflow_server: Any) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+
+
+def _version(client: Any, uri: str, name: str, auc: float) -> str:
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.dummy import DummyClassifier
+
+    from tests.unit.operators._support import _fluent
+
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    with _fluent(uri), mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_metric("val_auc", auc)
+        logged = mlflow.sklearn.log_model(
+            DummyClassifier().fit([[0.0], [1.0]], [0, 1]), name="model", serialization_format="cloudpickle"
+        )
+    return register_model_version(
+        client,
+        name=name,
+        run_id=run.info.run_id,
+        model_uri=f"models:/{logged.model_id}",
+        await_ready_timeout=30,
+    ).version
+
+
+def _dag(name: str, version: str) -> Any:
+    from airflow.sdk import DAG
+
+    from airflow_mlops.operators.approval import MlflowApproveModelOperator
+    from airflow_mlops.operators.mlflow import MlflowPromoteModelOperator
+
+    with DAG(f"approval_{uuid.uuid4().hex[:8]}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        gate = MlflowPromoteModelOperator(task_id="gate", name=name, version=version, rules=RULES, require_approval=True, pool=None)  # fmt: skip
+        approve = MlflowApproveModelOperator(
+            task_id="approve", name=name, version=gate.output["version"], rules=RULES
+        )
+        gate >> approve
+    return dag
+
+
+class Approver(threading.Thread):
+    """Waits for the DAG's pending request, records what the API shows, then answers it as ``user``."""
+
+    def __init__(self, api: AirflowApiServer, dag_id: str, answers: list[tuple[str, str, str]]) -> None:
+        super().__init__(daemon=True)
+        self.api, self.dag_id, self.answers = api, dag_id, answers
+        self.tokens = {user: api.token(user) for user in USERS}
+        self.request: dict[str, Any] = {}
+        self.state_while_waiting = ""
+        self.responses: list[tuple[str, int, Any]] = []
+        self.error: BaseException | None = None
+
+    def _call(self, method: str, path: str, user: str = "alice", **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
+        return requests.request(method, f"{self.api.url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
+
+    def run(self) -> None:
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and not self.request:
+                found = self._call("GET", f"/dags/{self.dag_id}/dagRuns/~/hitlDetails").json()
+                pending = [d for d in found.get("hitl_details", []) if not d.get("response_received")]
+                if pending:
+                    self.request = pending[0]
+                    break
+                time.sleep(1)
+            assert self.request, "no approval request appeared"
+            ti = self.request["task_instance"]
+            path = f"/dags/{self.dag_id}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}"
+            self.state_while_waiting = self._call("GET", path).json()["state"]
+            for user, option, reason in self.answers:
+                body = {"chosen_options": [option], "params_input": {"reason": reason}}
+                answered = self._call("PATCH", f"{path}/-1/hitlDetails", user, json=body)
+                self.responses.append((user, answered.status_code, answered.json()))
+        except BaseException as err:
+            self.error = err
+
+
+def _run_with(api: AirflowApiServer, dag: Any, answers: list[tuple[str, str, str]]) -> tuple[Any, Approver]:
+    approver = Approver(api, dag.dag_id, answers)
+    approver.start()
+    dag_run = run_dag(dag)
+    approver.join(60)
+    assert approver.error is None, approver.error
+    return dag_run, approver
+
+
+def test_an_approver_approves_through_the_api_and_the_champion_moves(api, mlflow_server) -> None:
+    client = _client(mlflow_server)
+    name = f"approval-ok-{uuid.uuid4().hex[:6]}"
+    v1 = _version(client, mlflow_server.url, name, 0.80)
+    promote_if_better(client, name, v1, RULES, by="setup")
+    v2 = _version(client, mlflow_server.url, name, 0.90)
+
+    dag_run, approver = _run_with(
+        api, _dag(name, v2), [("alice", "Approve", "better AUC, reviewed the report")]
+    )
+
+    assert approver.state_while_waiting == "awaiting_input", "the waiting task holds no worker slot"
+    request = approver.request
+    assert request["subject"] == f"Promote {name} v{v2} to champion?"
+    assert request["options"] == ["Approve", "Reject"] and request["defaults"] == ["Reject"]
+    assert "| val_auc (gate) | 0.9 | 0.8 |" in request["body"], request["body"]
+    assert approver.responses[0][1] == 200, approver.responses
+    assert approver.responses[0][2]["responded_by"]["name"] == "alice"
+    assert task_states(dag_run) == {"gate": "success", "approve": "success"}
+    summary = xcom(dag_run, "approve")
+    assert summary["promoted"] and summary["approver"] == "alice"
+    assert client.get_registered_model(name).aliases["champion"] == v2
+    newest = alias_history(client, name, "champion")[-1]
+    assert newest.to_version == v2 and newest.reason.startswith(
+        "approved by alice: better AUC, reviewed the report"
+    )
+    recorded = json.loads(client.get_model_version(name, v2).tags[TAG_GATE_APPROVAL])
+    assert (recorded["approver"], recorded["approved"]) == ("alice", True)
+
+
+def test_a_viewer_cannot_answer_and_a_rejection_keeps_the_champion(api, mlflow_server) -> None:
+    client = _client(mlflow_server)
+    name = f"approval-no-{uuid.uuid4().hex[:6]}"
+    v1 = _version(client, mlflow_server.url, name, 0.80)
+    promote_if_better(client, name, v1, RULES, by="setup")
+    v2 = _version(client, mlflow_server.url, name, 0.95)
+
+    answers = [("victor", "Approve", "I like it"), ("alice", "Reject", "wait for the pricing change")]
+    dag_run, approver = _run_with(api, _dag(name, v2), answers)
+
+    (_, viewer_status, _), (_, alice_status, _) = approver.responses
+    assert viewer_status == 403, approver.responses
+    assert alice_status == 200, approver.responses
+    assert task_states(dag_run) == {"gate": "success", "approve": "success"}  # on_reject="warn"
+    summary = xcom(dag_run, "approve")
+    assert summary["decision"] == "rejected" and summary["approver"] == "alice"
+    assert client.get_registered_model(name).aliases["champion"] == v1
+    tags = client.get_model_version(name, v2).tags
+    assert tags[TAG_GATE_DECISION] == "rejected"
+    assert json.loads(tags[TAG_GATE_REASONS])[0] == "rejected by alice: wait for the pricing change"
+    assert [e.to_version for e in alias_history(client, name, "champion")] == [v1]
