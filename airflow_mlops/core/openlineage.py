@@ -246,3 +246,18 @@ def drift_lineage(summary: Mapping[str, Any], tracking_uri: str | None) -> Linea
         )
         inputs.append(registered_model(tracking_uri, facts))
     return LineageSpec(tuple(inputs), _reports(summary, "report_uri", "report_json_uri"))
+
+
+def watched_model_lineage(summary: Mapping[str, Any], tracking_uri: str | None) -> LineageSpec:
+    """A sensor: the model it watched in (the version its alias points to, or the drift share it saw)."""
+    name = _text(summary, "name") or _text(summary, "model_name")
+    if name is None:
+        return LineageSpec()
+    share = summary.get("drift_share")
+    facts = ModelFacts(
+        name,
+        _text(summary, "version") or _text(summary, "model_version"),
+        alias=_text(summary, "alias"),
+        drift_share=float(share) if isinstance(share, int | float) else None,
+    )
+    return LineageSpec((registered_model(tracking_uri, facts),))

@@ -10,11 +10,14 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_mlops.exceptions import DriftDetectionError, MlopsConfigError
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast
+from airflow_mlops.operators.openlineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk.definitions.context import Context
+
+    from airflow_mlops.core.openlineage import LineageSpec
 
 
 def _since_epoch(since: Any, context: Context) -> float:
@@ -39,7 +42,7 @@ def _since_epoch(since: Any, context: Context) -> float:
         ) from None
 
 
-class DriftSensor(BaseSensorOperator, MlflowBaseOperator):
+class DriftSensor(OpenLineageMixin, BaseSensorOperator, MlflowBaseOperator):
     """
     Wait until the drift history of ``model_name`` shows a confirmed drift (persistence met) after ``since``.
 
@@ -79,15 +82,24 @@ class DriftSensor(BaseSensorOperator, MlflowBaseOperator):
         self.require_emitted = require_emitted
         self.deferrable = deferrable
 
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        """The watched model in, with the drift share of the confirmed check once found."""
+        from airflow_mlops.core.openlineage import watched_model_lineage
+
+        return watched_model_lineage(summary or {"name": self.model_name}, self._tracking_uri())
+
     def _check(self, context: Context) -> dict[str, Any] | None:
         from airflow_mlops.core.policy import confirmed_drift_since
 
-        return confirmed_drift_since(
+        found = confirmed_drift_since(
             self.mlflow_hook.get_conn(),
             self.model_name,
             _since_epoch(self.since, context),
             require_emitted=self.require_emitted,
         )
+        if found is not None:
+            self._mlops_summary = {"model_name": self.model_name, **found}
+        return found
 
     def poke(self, context: Context) -> PokeReturnValue:
         found = self._check(context)
@@ -121,4 +133,5 @@ class DriftSensor(BaseSensorOperator, MlflowBaseOperator):
             raise DriftDetectionError(
                 f"waiting for confirmed drift of model {self.model_name!r} failed: {message}"
             )
+        self._mlops_summary = {"model_name": self.model_name, **dict(event["drift"])}
         return dict(event["drift"])

@@ -12,14 +12,17 @@ from airflow_mlops.links.base import mlflow_model_version_url, push_link
 from airflow_mlops.links.mlflow import MlflowModelVersionLink
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import fail_fast, optional_text
+from airflow_mlops.operators.openlineage import OpenLineageMixin
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk.definitions.context import Context
 
+    from airflow_mlops.core.openlineage import LineageSpec
 
-class MlflowModelAliasSensor(BaseSensorOperator, MlflowBaseOperator):
+
+class MlflowModelAliasSensor(OpenLineageMixin, BaseSensorOperator, MlflowBaseOperator):
     """
     Wait until ``alias`` of a registered model exists, or points to a version other than ``not_version``.
 
@@ -86,8 +89,17 @@ class MlflowModelAliasSensor(BaseSensorOperator, MlflowBaseOperator):
         not_version = optional_text(self.not_version)
         return name, alias, None if not_version is None else check_version(not_version, what="not_version")
 
+    def lineage_spec(self, summary: dict[str, Any]) -> LineageSpec:
+        """The watched model in: the version its alias points to once found."""
+        from airflow_mlops.core.openlineage import watched_model_lineage
+
+        return watched_model_lineage(
+            summary or {"name": self.name, "alias": self.alias}, self._tracking_uri()
+        )
+
     def _found(self, context: Context, name: str, alias: str, version: str) -> str:
         self.log.info("Alias %r of model %r points to version %s", alias, name, version)
+        self._mlops_summary = {"name": name, "alias": alias, "version": version}
         push_link(
             context, MlflowModelVersionLink, mlflow_model_version_url(self.mlflow_hook.ui_url, name, version)
         )

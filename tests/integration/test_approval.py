@@ -133,12 +133,17 @@ def _run_with(api: AirflowApiServer, dag: Any, answers: list[tuple[str, str, str
     return dag_run, approver
 
 
-def test_an_approver_approves_through_the_api_and_the_champion_moves(api, mlflow_server) -> None:
+def _champion_and_candidate(mlflow_server: Any, stem: str, auc: float) -> tuple[Any, str, str, str]:
+    """(client, name, v1, v2): v1 (val_auc 0.8) is the champion, v2 (``auc``) is registered, not judged yet."""
     client = _client(mlflow_server)
-    name = f"approval-ok-{uuid.uuid4().hex[:6]}"
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
     v1 = _version(client, mlflow_server.url, name, 0.80)
     promote_if_better(client, name, v1, RULES, by="setup")
-    v2 = _version(client, mlflow_server.url, name, 0.90)
+    return client, name, v1, _version(client, mlflow_server.url, name, auc)
+
+
+def test_an_approver_approves_through_the_api_and_the_champion_moves(api, mlflow_server) -> None:
+    client, name, _, v2 = _champion_and_candidate(mlflow_server, "approval-ok", 0.90)
 
     dag_run, approver = _run_with(
         api, _dag(name, v2), [("alice", "Approve", "better AUC, reviewed the report")]
@@ -164,11 +169,7 @@ def test_an_approver_approves_through_the_api_and_the_champion_moves(api, mlflow
 
 
 def test_a_viewer_cannot_answer_and_a_rejection_keeps_the_champion(api, mlflow_server) -> None:
-    client = _client(mlflow_server)
-    name = f"approval-no-{uuid.uuid4().hex[:6]}"
-    v1 = _version(client, mlflow_server.url, name, 0.80)
-    promote_if_better(client, name, v1, RULES, by="setup")
-    v2 = _version(client, mlflow_server.url, name, 0.95)
+    client, name, v1, v2 = _champion_and_candidate(mlflow_server, "approval-no", 0.95)
 
     answers = [("victor", "Approve", "I like it"), ("alice", "Reject", "wait for the pricing change")]
     dag_run, approver = _run_with(api, _dag(name, v2), answers)

@@ -142,3 +142,12 @@ def test_the_graph_finds_the_chain_and_tells_a_split_graph() -> None:
     split = LineageGraph.from_events([_event("train", [a], [m]), _event("other", [x], [p])])
     assert not split.is_connected()
     assert split.path(("dataset", *a), ("dataset", *p)) is None
+
+
+def test_a_sensor_reports_the_model_it_watched() -> None:
+    spec = ol.watched_model_lineage({"name": "churn", "alias": "champion", "version": "4"}, TRACKING)
+    assert not spec.outputs and spec.inputs[0].model == ol.ModelFacts("churn", "4", alias="champion")
+    drift = ol.watched_model_lineage(
+        {"model_name": "churn", "model_version": "4", "drift_share": 0.5}, TRACKING
+    )
+    assert drift.inputs[0].key == spec.inputs[0].key and drift.inputs[0].model.drift_share == 0.5

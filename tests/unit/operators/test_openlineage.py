@@ -8,6 +8,7 @@ import pytest
 from openlineage.client.serde import Serde
 
 from airflow_mlops.core import openlineage as ol
+from airflow_mlops.operators.approval import MlflowApproveModelOperator
 from airflow_mlops.operators.drift import EvidentlyDetectDriftOperator
 from airflow_mlops.operators.inference import (
     BatchInferenceCombineOperator,
@@ -24,6 +25,8 @@ from airflow_mlops.operators.openlineage import OpenLineageMixin, to_operator_li
 from airflow_mlops.operators.spark import SparkBatchInferenceOperator
 from airflow_mlops.operators.training import LocalTrainModelOperator
 from airflow_mlops.operators.validation import GXValidateDatasetOperator
+from airflow_mlops.sensors.drift import DriftSensor
+from airflow_mlops.sensors.mlflow import MlflowModelAliasSensor
 
 
 def _sent(lineage) -> dict:
@@ -97,6 +100,9 @@ OPERATORS = [
         task_id="sp", model_uri="models:/churn@champion", input_uri="/d/b", output_uri="/p/b.parquet"
     ),
     lambda: EvidentlyDetectDriftOperator(task_id="d", model_name="churn", current_uri="/d/b.parquet"),
+    lambda: MlflowModelAliasSensor(task_id="w", name="churn", alias="champion"),
+    lambda: DriftSensor(task_id="ds", model_name="churn"),
+    lambda: MlflowApproveModelOperator(task_id="a", name="churn", version="3", rules=[]),
 ]
 
 
@@ -131,10 +137,10 @@ def test_a_kept_summary_becomes_the_complete_event() -> None:
 
 
 def test_every_public_operator_reports_lineage() -> None:
-    """docs/contributing.md, adding an operator, step 1: an operator mixes in OpenLineageMixin."""
+    """docs/contributing.md, adding an operator, step 1: an operator or sensor mixes in OpenLineageMixin."""
     import airflow_mlops
 
-    operators = [n for n in airflow_mlops._LAZY if n.endswith("Operator")]
-    assert len(operators) >= 12
+    operators = [n for n in airflow_mlops._LAZY if n.endswith(("Operator", "Sensor"))]
+    assert len(operators) >= 15
     missing = [n for n in operators if not issubclass(getattr(airflow_mlops, n), OpenLineageMixin)]
     assert not missing, f"operators without OpenLineage: {missing}"
