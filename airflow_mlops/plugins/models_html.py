@@ -270,6 +270,11 @@ def _timeline(detail: ModelDetail) -> str:
     items = []
     for event in detail.timeline:
         label = _ACTION_LABELS.get(event.action, event.action)
+        if event.reason.startswith(("approved by ", "rejected by ", "no answer before the approval")):
+            label = {
+                "promote": "promoted after a human approval",
+                "rejected": "rejected at the approval",
+            }.get(event.action, label)
         if event.action == "rejected":
             head = f"v{_e(event.version)} {label}" + (
                 f" (champion v{_e(event.from_version)})" if event.from_version else ""

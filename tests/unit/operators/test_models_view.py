@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -262,3 +263,32 @@ def test_reasons_are_one_line_bounded_and_required_where_asked():
         clean_reason("  ", required=True)
     with pytest.raises(ValueError, match="keep it to 500"):
         clean_reason("x" * 501, required=False)
+
+
+def test_approvals_show_who_decided_in_the_timeline_and_the_waiting_version(mlflow_conn, runtime, name):
+    from airflow_mlops.operators.approval import MlflowApproveModelOperator
+
+    def answer(version: str, option: str, user: str, why: str, task: str) -> None:
+        gate = MlflowPromoteModelOperator(task_id=f"g{task}", name=name, version=version, rules=RULES, require_approval=True)  # fmt: skip
+        gate.execute(runtime.context(f"g{task}"))
+        approve = MlflowApproveModelOperator(task_id=f"a{task}", name=name, version=version, rules=RULES)
+        event = {"chosen_options": [option], "params_input": {"reason": why}, "responded_at": datetime.now(UTC),
+                 "responded_by_user": {"id": user, "name": user}}  # fmt: skip
+        approve.execute_complete(runtime.context(f"a{task}"), event)
+
+    answer(_register(mlflow_conn, runtime, name, 0.80, "r1"), "Approve", "alice", "first model", "1")
+    answer(_register(mlflow_conn, runtime, name, 0.90, "r2"), "Reject", "bob", "freeze week", "2")
+    waiting = _register(mlflow_conn, runtime, name, 0.95, "r3")
+    MlflowPromoteModelOperator(
+        task_id="g3", name=name, version=waiting, rules=RULES, require_approval=True
+    ).execute(runtime.context("g3"))
+    detail = model_view.model_detail(mlflow_conn.client, name)
+    page = models_html.model_page(
+        detail, [], {}, can_edit=True, ui_prefix="", mlflow_ui=None, user="u", elapsed=0.01
+    )
+    assert "promoted after a human approval" in page and "approved by alice: first model" in page
+    assert "rejected at the approval" in page and "rejected by bob: freeze week" in page
+    assert 'class="decision decision-awaiting_approval"' in page
+    assert [v.gate_decision for v in sorted(detail.versions, key=lambda v: int(v.version))] == [
+        "promoted", "rejected", "awaiting_approval"
+    ]  # fmt: skip
