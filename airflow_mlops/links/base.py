@@ -53,6 +53,14 @@ def report_view_url(report_uri: str) -> str:
     return f"{base.rstrip('/')}{REPORT_VIEW_PATH}?uri={quote(report_uri, safe='')}"
 
 
+def models_view_url(name: str) -> str:
+    """Browser URL of a model's page in the Models view (the plugin's ``/mlops/models/<name>``)."""
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="") or "http://localhost:8080"
+    return f"{base.rstrip('/')}/mlops/models/{quote(name, safe='')}"
+
+
 def mlflow_run_url(ui_url: str | None, experiment_id: str, run_id: str) -> str | None:
     if not ui_url:
         return None

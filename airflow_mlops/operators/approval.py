@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
+from airflow.sdk.definitions.param import ParamsDict
 
 from airflow_mlops.exceptions import MlopsConfigError, ModelGateRejected
 from airflow_mlops.links.mlflow import MlflowModelVersionLink
@@ -105,7 +106,7 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
         subject: str | None = None,
         **kwargs: Any,
     ) -> None:
-        for fixed in ("options", "defaults", "multiple", "params"):
+        for fixed in ("options", "defaults", "multiple"):
             if fixed in kwargs:
                 raise MlopsConfigError(
                     f"{kwargs.get('task_id', 'approve')}: {fixed!r} is fixed by MlflowApproveModelOperator "
@@ -127,19 +128,21 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
 
             kwargs["pool"] = get_settings().promotion_pool or None
         kwargs.setdefault("multiple_outputs", False)
+        # The DAG's own params arrive here too (source "dag"); the form shows only the task's: the reason.
+        params = ParamsDict(kwargs.pop("params", None) or {})
+        params["reason"] = Param(
+            "",
+            type="string",
+            title="Reason",
+            description="Why you approve or reject this version; recorded in the model's history.",
+            source="task",
+        )
         super().__init__(
             subject=subject or f"Promote {name} to champion?",
             options=[APPROVE, REJECT],
             defaults=[REJECT],  # no answer before response_timeout: rejected
             multiple=False,
-            params={
-                "reason": Param(
-                    "",
-                    type="string",
-                    title="Reason",
-                    description="Why you approve or reject this version; recorded in the model's history.",
-                )
-            },
+            params=params,
             response_timeout=response_timeout,
             mlflow_conn_id=mlflow_conn_id,
             **kwargs,
@@ -296,7 +299,7 @@ def approval_body(client: Any, name: str, mv: Any, champion_alias: str, ui_url: 
         TAG_GATE_RULES,
         TAG_VALIDATION_REPORT,
     )
-    from airflow_mlops.links.base import mlflow_model_version_url, report_view_url
+    from airflow_mlops.links.base import mlflow_model_version_url, models_view_url, report_view_url
 
     tags = dict(getattr(mv, "tags", None) or {})
     candidate = dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
@@ -320,7 +323,7 @@ def approval_body(client: Any, name: str, mv: Any, champion_alias: str, ui_url: 
         "Gate: " + ("; ".join(reasons) if reasons else "no reasons recorded"),
         "",
     ]
-    links = []
+    links = [f"[history in the Models view]({models_view_url(name)})"]
     url = mlflow_model_version_url(ui_url, name, mv.version)
     if url:
         links.append(f"[MLflow v{mv.version}]({url})")

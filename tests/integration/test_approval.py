@@ -153,6 +153,7 @@ def test_an_approver_approves_through_the_api_and_the_champion_moves(api, mlflow
     request = approver.request
     assert request["subject"] == f"Promote {name} v{v2} to champion?"
     assert request["options"] == ["Approve", "Reject"] and request["defaults"] == ["Reject"]
+    assert list(request["params"]) == ["reason"], request["params"]
     assert "| val_auc (gate) | 0.9 | 0.8 |" in request["body"], request["body"]
     assert approver.responses[0][1] == 200, approver.responses
     assert approver.responses[0][2]["responded_by"]["name"] == "alice"

@@ -73,6 +73,7 @@ def test_the_request_shows_both_versions_metrics_and_parks_the_task(
     body = asked["body"]
     assert "| val_auc (gate) | 0.9 | 0.8 |" in body, body
     assert f"/#/models/{name}/versions/{v2}" in body and "champion v1" in body, body
+    assert f"/mlops/models/{name}" in body, body
 
 
 def test_approve_moves_the_champion_and_records_who_and_why(mlflow_conn, name, runtime, waiting):
@@ -153,5 +154,7 @@ def test_nothing_to_approve_when_the_rules_rejected(mlflow_conn, name, runtime):
 def test_the_answer_options_are_fixed() -> None:
     with pytest.raises(MlopsConfigError, match="fixed"):
         MlflowApproveModelOperator(task_id="a", name="m", version="1", rules=RULES, options=["Yes"])
+    op = MlflowApproveModelOperator(task_id="a", name="m", version="1", rules=RULES)
+    assert op.options == ["Approve", "Reject"] and list(op.serialized_params) == ["reason"]
     with pytest.raises(MlopsConfigError, match="on_reject"):
         MlflowApproveModelOperator(task_id="a", name="m", version="1", rules=RULES, on_reject="maybe")

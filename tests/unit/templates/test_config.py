@@ -247,3 +247,44 @@ def test_inference_backend_spark_builds_the_spark_operator():
         LifecycleConfig.from_dict(
             {**BASE, "inference": {"input_uri": "/in", "output_uri": "/o", "spark": {"connid": "x"}}}
         )
+
+
+def test_gate_approval_required_adds_the_approval_step_after_the_rules():
+    from datetime import timedelta
+
+    from airflow_mlops.operators.approval import MlflowApproveModelOperator
+    from airflow_mlops.templates.builders import build_training_dag
+
+    gate = {"rules": [{"metric": "val_roc_auc", "min_delta": 0.0}], "approval": "required",
+            "approval_timeout_hours": 4, "approvers": ["alice", "bob"]}  # fmt: skip
+    dag = build_training_dag(LifecycleConfig.from_dict({**BASE, "gate": gate}))
+    promote, approve = dag.get_task("training.promote"), dag.get_task("training.approve")
+    assert promote.require_approval and isinstance(approve, MlflowApproveModelOperator)
+    assert approve.upstream_task_ids == {"training.promote"}
+    assert dag.get_task("training.decided").upstream_task_ids >= {
+        "training.approve",
+        "training.force_promote",
+    }
+    assert approve.response_timeout == timedelta(hours=4) and approve.defaults == ["Reject"]
+    assert [u["id"] for u in approve.assigned_users] == ["alice", "bob"]
+    assert approve.rules == promote.rules and approve.on_reject.value == "warn"
+    assert list(approve.serialized_params) == ["reason"], (
+        "the form asks for a reason, not the DAG's run params"
+    )
+
+    plain = build_training_dag(LifecycleConfig.from_dict(BASE))
+    assert not plain.get_task("training.promote").require_approval
+    assert "training.approve" not in plain.task_ids
+
+
+@pytest.mark.parametrize(
+    ("gate", "match"),
+    [
+        ({"approval": "maybe"}, r"gate.approval: must be one of \['none', 'required'\]"),
+        ({"approval": "required", "approval_timeout_hours": 0}, r"gate.approval_timeout_hours: 0"),
+        ({"approval": "required", "approvers": ["alice", ""]}, r"gate.approvers\[1\]: '' is not a user id"),
+    ],
+)
+def test_gate_approval_mistakes_name_the_field(gate, match):
+    with pytest.raises(TemplateConfigError, match=match):
+        LifecycleConfig.from_dict({**BASE, "gate": gate})
