@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +186,59 @@ def test_a_viewer_cannot_answer_and_a_rejection_keeps_the_champion(api, mlflow_s
     assert tags[TAG_GATE_DECISION] == "rejected"
     assert json.loads(tags[TAG_GATE_REASONS])[0] == "rejected by alice: wait for the pricing change"
     assert [e.to_version for e in alias_history(client, name, "champion")] == [v1]
+
+
+def test_no_answer_before_the_timeout_rejects_through_the_schedulers_sweep(airflow_db, mlflow_server) -> None:
+    """The scheduler's own timeout sweep (what it runs every 15 s) answers with the defaults: a rejection."""
+    import logging
+
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk import DAG
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    from airflow_mlops.operators.approval import MlflowApproveModelOperator
+    from airflow_mlops.operators.mlflow import MlflowPromoteModelOperator
+
+    client, name, v1, v2 = _champion_and_candidate(mlflow_server, "approval-late", 0.95)
+    with DAG(f"approval_{uuid.uuid4().hex[:8]}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        gate = MlflowPromoteModelOperator(task_id="gate", name=name, version=v2, rules=RULES, require_approval=True, pool=None)  # fmt: skip
+        approve = MlflowApproveModelOperator(
+            task_id="approve", name=name, version=v2, rules=RULES, response_timeout=timedelta(seconds=2)
+        )
+        gate >> approve
+    scheduler = SchedulerJobRunner(job=Job(job_type=SchedulerJobRunner.job_type))
+    swept: list[str] = []
+
+    def sweep_after_the_deadline() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                ti = session.scalars(
+                    select(TaskInstance).where(
+                        TaskInstance.dag_id == dag.dag_id, TaskInstance.task_id == "approve"
+                    )
+                ).first()
+                state = ti.state if ti is not None else None
+            if state == TaskInstanceState.AWAITING_INPUT:
+                time.sleep(3)  # past response_timeout
+                scheduler.check_awaiting_input_timeouts()
+                swept.append(str(state))
+                return
+            time.sleep(0.5)
+        logging.getLogger(__name__).error("the approval task never waited for input")
+
+    sweeper = threading.Thread(target=sweep_after_the_deadline, daemon=True)
+    sweeper.start()
+    dag_run = run_dag(dag)
+    sweeper.join(30)
+    assert swept == ["awaiting_input"], "the task never parked"
+    assert task_states(dag_run) == {"gate": "success", "approve": "success"}
+    summary = xcom(dag_run, "approve")
+    assert summary["decision"] == "rejected" and summary["approver"] is None
+    assert client.get_registered_model(name).aliases["champion"] == v1
+    reasons = json.loads(client.get_model_version(name, v2).tags[TAG_GATE_REASONS])
+    assert reasons[0].startswith("no answer before the approval timed out: rejected"), reasons
