@@ -125,19 +125,33 @@ class OpenLineageMixin:
         raise NotImplementedError
 
     def _tracking_uri(self) -> str | None:
-        """The MLflow tracking URI of the task's connection (the namespace of its models), if it has one."""
-        hook = getattr(self, "mlflow_hook", None)
-        try:
-            return str(hook.tracking_uri) if hook is not None else None
-        except Exception:  # noqa: BLE001 - lineage never fails a task: an unreadable connection names no server
-            return None
+        """
+        The tracking URI of the MLflow connection the task already resolved (the namespace of its models), else
+        None. Never looks a connection up: the provider may call this in a forked copy of the task process,
+        where a request to the worker's supervisor could interleave with the task's own.
+        """
+        hook = self.__dict__.get("mlflow_hook")  # the cached_property of MlflowBaseOperator, once built
+        config = getattr(hook, "__dict__", {}).get("config")  # MlflowHook.config, once resolved
+        return str(config.tracking_uri) if config is not None else None
+
+    def _lineage(self, summary: dict[str, Any]) -> Any:
+        spec = self.lineage_spec(summary)
+        if self._tracking_uri() is None:  # models unnamed by their server would be dangling nodes: leave them out
+            from dataclasses import replace
+
+            spec = replace(
+                spec,
+                inputs=tuple(d for d in spec.inputs if d.kind != "model"),
+                outputs=tuple(d for d in spec.outputs if d.kind != "model"),
+            )
+        return to_operator_lineage(spec)
 
     def get_openlineage_facets_on_start(self) -> Any:
         """What the task knows it will read before it runs (its rendered arguments)."""
-        return to_operator_lineage(self.lineage_spec({}))
+        return self._lineage({})
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return to_operator_lineage(self.lineage_spec(dict(self._mlops_summary or {})))
+        return self._lineage(dict(self._mlops_summary or {}))
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         return self.get_openlineage_facets_on_complete(task_instance)

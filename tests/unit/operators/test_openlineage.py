@@ -119,10 +119,14 @@ def test_every_operator_reports_lineage_before_and_after_a_result(build, monkeyp
     assert _sent(failed) == _sent(start), "a task that failed before a result reports what it was given"
 
 
-def test_a_kept_summary_becomes_the_complete_event() -> None:
+def test_a_kept_summary_becomes_the_complete_event(monkeypatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://h:5000"})
+    )
     operator = BatchInferenceOperator(
         task_id="b", model_uri="models:/churn@champion", input_uri="/d/b.parquet", output_uri="/p/b.parquet"
     )
+    assert operator.mlflow_hook.tracking_uri == "http://h:5000"  # what execute resolved
     operator._mlops_summary = {
         "input_uri": "/d/b.parquet", "input_fingerprint": "xxh3:9", "model_name": "churn", "model_version": "5",
         "output_uri": "/p/b.parquet", "manifest_uri": "/p/_b.parquet.manifest.json",
@@ -144,3 +148,22 @@ def test_every_public_operator_reports_lineage() -> None:
     assert len(operators) >= 15
     missing = [n for n in operators if not issubclass(getattr(airflow_mlops, n), OpenLineageMixin)]
     assert not missing, f"operators without OpenLineage: {missing}"
+
+
+def test_lineage_never_looks_a_connection_up(monkeypatch) -> None:
+    """Before execute resolved the MLflow connection, models are left out rather than named without a server."""
+    operator = MlflowRegisterModelOperator(task_id="r", name="churn", run_id="abc")
+    operator._mlops_summary = {"name": "churn", "version": "2", "run_id": "abc"}
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("a lineage method looked a connection up")
+
+    monkeypatch.setattr("airflow_mlops.hooks.mlflow.MlflowHook.get_connection", no_lookup)
+    sent = _sent(operator.get_openlineage_facets_on_complete(None))
+    assert sent == {"inputs": [], "outputs": []}
+    start = _sent(
+        BatchInferenceOperator(
+            task_id="b", model_uri="models:/m@champion", input_uri="/d/b", output_uri="/p/b"
+        ).get_openlineage_facets_on_start()
+    )
+    assert [d["name"] for d in start["inputs"]] == ["/d/b"]
