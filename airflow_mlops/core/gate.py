@@ -259,13 +259,16 @@ class Approval:
             return f"no answer before the approval timed out: rejected ({why})"
         return f"{'approved' if self.approved else 'rejected'} by {self.approver}: {why}"
 
+    def same_answer(self, other: Approval) -> bool:
+        return (self.approved, self.approver, self.reason) == (other.approved, other.approver, other.reason)
+
     def to_json(self, by: str) -> str:
         return json.dumps(
             {
                 "approved": self.approved,
                 "approver": self.approver,
                 "reason": self.reason,
-                "at": now_iso(),
+                "at": self.at or now_iso(),
                 "by": by,
             },
             sort_keys=True,
@@ -529,8 +532,26 @@ def _record_rejection(
     challenger_alias: str,
     by: str,
 ) -> GateResult:
-    """A human rejected the candidate (or nobody answered): record why; the champion stays."""
+    """A human rejected the candidate (or nobody answered): record why, once; the champion stays."""
     champion = get_alias_version(client, name, champion_alias)
+    tags = dict(getattr(get_model_version(client, name, version), "tags", None) or {})
+    recorded = Approval.recorded(tags, by)
+    replayed = recorded is not None and recorded.same_answer(approval)
+    if replayed and tags.get(TAG_GATE_DECISION) == GateDecision.REJECTED.value:  # a retry: already recorded
+        try:
+            reasons = [str(r) for r in json.loads(tags.get(TAG_GATE_REASONS) or "[]")]
+        except json.JSONDecodeError:
+            reasons = [approval.describe()]
+        return GateResult(
+            name,
+            version,
+            GateDecision.REJECTED,
+            champion,
+            champion,
+            reasons,
+            champion_alias,
+            challenger_alias,
+        )
     if champion == version:  # promoted by another path meanwhile: a rejection does not demote
         reasons = [
             approval.describe(),

@@ -136,7 +136,9 @@ class OpenLineageMixin:
 
     def _lineage(self, summary: dict[str, Any]) -> Any:
         spec = self.lineage_spec(summary)
-        if self._tracking_uri() is None:  # models unnamed by their server would be dangling nodes: leave them out
+        if (
+            self._tracking_uri() is None
+        ):  # models unnamed by their server would be dangling nodes: leave them out
             from dataclasses import replace
 
             spec = replace(

@@ -158,3 +158,13 @@ def test_the_answer_options_are_fixed() -> None:
     assert op.options == ["Approve", "Reject"] and list(op.serialized_params) == ["reason"]
     with pytest.raises(MlopsConfigError, match="on_reject"):
         MlflowApproveModelOperator(task_id="a", name="m", version="1", rules=RULES, on_reject="maybe")
+
+
+def test_a_retry_after_a_rejection_rewrites_nothing(mlflow_conn, name, runtime, waiting):
+    _, v2 = waiting
+    approve_op(name, v2).execute_complete(runtime.context("approve"), _answer("Reject", "bob", "freeze"))
+    before = dict(mlflow_conn.client.get_model_version(name, v2).tags)
+    again = approve_op(name, v2).execute(runtime.context("approve", try_number=2))
+    assert again["decision"] == "rejected" and again["reasons"][0] == "rejected by bob: freeze"
+    assert dict(mlflow_conn.client.get_model_version(name, v2).tags) == before
+    assert json.loads(before[TAG_GATE_APPROVAL])["at"], "the answer keeps the time it was given"
