@@ -25,6 +25,7 @@ from airflow_mlops.exceptions import MlopsConfigError, ModelGateRejected
 from airflow_mlops.links.mlflow import MlflowModelVersionLink
 from airflow_mlops.operators.base import MlflowBaseOperator
 from airflow_mlops.operators.common import OnFailure, fail_fast, identity_from_context, optional_text
+from airflow_mlops.operators.mlflow import MlflowPromoteModelOperator
 from airflow_mlops.operators.openlineage import OpenLineageMixin
 
 if TYPE_CHECKING:
@@ -80,16 +81,8 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
     :param mlflow_conn_id: MLflow connection; default ``[mlops] mlflow_conn_id`` (templated).
     """
 
-    template_fields: Sequence[str] = (
-        "subject",
-        "body",
-        "name",
-        "version",
-        "rules",
-        "champion_alias",
-        "challenger_alias",
-        "mlflow_conn_id",
-    )
+    #: The request's text and the gate's own fields (the approval judges the same candidate by the same rules).
+    template_fields: Sequence[str] = ("subject", "body", *MlflowPromoteModelOperator.template_fields)
     operator_extra_links = (MlflowModelVersionLink(),)
 
     def __init__(
