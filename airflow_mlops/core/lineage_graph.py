@@ -44,8 +44,9 @@ class LineageGraph:
     edges: dict[Node, set[Node]] = field(default_factory=dict)
     facets: dict[Node, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[Node, tuple[list[Node], list[Node]]] = field(default_factory=dict)
-    #: The facets a dataset had in a task's newest event (the model's version, alias, decision at that step).
-    seen_by: dict[tuple[Node, Node], dict[str, Any]] = field(default_factory=dict)
+    #: The facets a dataset had in a task's newest event, as its input ("in") or output ("out"): the model's
+    #: version, alias and decision at that step.
+    seen_by: dict[tuple[Node, Node, str], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: Iterable[dict[str, Any]]) -> LineageGraph:
@@ -54,8 +55,8 @@ class LineageGraph:
             if event.get("eventType") not in {"COMPLETE", "FAIL"} or "job" not in event:
                 continue
             job: Node = ("job", event["job"]["namespace"], event["job"]["name"])
-            inputs = [graph._dataset(job, d) for d in event.get("inputs") or []]
-            outputs = [graph._dataset(job, d) for d in event.get("outputs") or []]
+            inputs = [graph._dataset(job, d, "in") for d in event.get("inputs") or []]
+            outputs = [graph._dataset(job, d, "out") for d in event.get("outputs") or []]
             if not inputs and not outputs:
                 continue
             seen_in, seen_out = graph.jobs.setdefault(job, ([], []))
@@ -67,11 +68,11 @@ class LineageGraph:
                 graph.edges.setdefault(job, set()).add(node)
         return graph
 
-    def _dataset(self, job: Node, dataset: dict[str, Any]) -> Node:
+    def _dataset(self, job: Node, dataset: dict[str, Any], side: str) -> Node:
         node: Node = ("dataset", dataset["namespace"], dataset["name"])
         facets = {**(dataset.get("facets") or {}), **(dataset.get("inputFacets") or {})}
         self.facets.setdefault(node, {}).update(facets)
-        self.seen_by[(job, node)] = facets
+        self.seen_by[(job, node, side)] = facets
         return node
 
     def datasets(self) -> list[Node]:
@@ -131,8 +132,10 @@ class LineageGraph:
         lines = []
         for job, (inputs, outputs) in sorted(self.jobs.items()):
             lines.append(self.label(job))
-            lines.extend(f"    <- {self.label(n)}{self._note(self.seen_by[(job, n)])}" for n in inputs)
-            lines.extend(f"    -> {self.label(n)}{self._note(self.seen_by[(job, n)])}" for n in outputs)
+            lines.extend(f"    <- {self.label(n)}{self._note(self.seen_by[(job, n, 'in')])}" for n in inputs)
+            lines.extend(
+                f"    -> {self.label(n)}{self._note(self.seen_by[(job, n, 'out')])}" for n in outputs
+            )
         return "\n".join(lines)
 
     @staticmethod

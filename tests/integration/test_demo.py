@@ -43,7 +43,7 @@ def test_demo_runs_the_lifecycle_and_fits_on_one_screen(demo: DemoRun) -> None:
 def _model_facets(graph: LineageGraph, job_suffix: str) -> list[dict]:
     """The ``mlops`` facets of the MODEL datasets the tasks named ``*job_suffix`` saw, oldest run first."""
     found = []
-    for (job, node), facets in graph.seen_by.items():
+    for (job, node, _), facets in graph.seen_by.items():
         if job[2].endswith(job_suffix) and (facets.get("datasetType") or {}).get("datasetType") == "MODEL":
             found.append({"node": node, **(facets.get("mlops") or {})})
     return found
@@ -91,10 +91,10 @@ def test_models_are_model_datasets_with_the_mlops_facet(demo: DemoRun) -> None:
 def test_data_carries_its_fingerprint_and_the_gx_assertions(demo: DemoRun) -> None:
     graph = LineageGraph.from_events(load_events(str(demo.events)))
     train = dataset_node(str(demo.root / "storage" / "example" / "churn" / "train.parquet"))
-    seen = graph.seen_by[(("job", "mlops_demo", "churn_training.training.validate_data"), train)]
+    seen = graph.seen_by[(("job", "mlops_demo", "churn_training.training.validate_data"), train, "in")]
     assertions = seen["dataQualityAssertions"]["assertions"]
     assert assertions and all(a["success"] for a in assertions), assertions
     assert any(a.get("column") for a in assertions), assertions
     assert len(seen["version"]["datasetVersion"]) >= 16  # the content fingerprint, not a placeholder
-    trained = graph.seen_by[(("job", "mlops_demo", "churn_training.training.train"), train)]
+    trained = graph.seen_by[(("job", "mlops_demo", "churn_training.training.train"), train, "in")]
     assert trained["version"] == seen["version"], "validation and training name the same content"
