@@ -30,7 +30,7 @@ from tests.helpers.xcom import xcom
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-USERS = {"alice": ("user", "alice-pw"), "victor": ("viewer", "victor-pw")}
+USERS = {"alice": ("user", "alice-pw"), "bob": ("user", "bob-pw"), "victor": ("viewer", "victor-pw")}
 RULES = [{"metric": "val_auc", "min_delta": 0.0}]
 
 
@@ -242,3 +242,53 @@ def test_no_answer_before_the_timeout_rejects_through_the_schedulers_sweep(airfl
     assert client.get_registered_model(name).aliases["champion"] == v1
     reasons = json.loads(client.get_model_version(name, v2).tags[TAG_GATE_REASONS])
     assert reasons[0].startswith("no answer before the approval timed out: rejected"), reasons
+
+
+def test_a_lifecycle_yaml_with_approval_required_waits_for_its_named_approver(
+    api, mlflow_server, tmp_path
+) -> None:
+    """``gate.approval: required`` from a config: real training, the gate, then only a named approver may answer."""
+    from airflow_mlops.templates import LifecycleConfig
+    from airflow_mlops.templates.builders import build_training_dag
+    from airflow_mlops.templates.example_data import make_churn_frame
+
+    make_churn_frame(1500, seed=3).to_parquet(tmp_path / "train.parquet")
+    name = f"approval_yaml_{uuid.uuid4().hex[:6]}"
+    cfg = LifecycleConfig.from_dict(
+        {
+            "model_name": name,
+            "data": {"train_uri": str(tmp_path / "train.parquet")},
+            "validation": {
+                "suite": [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "churned"}}]
+            },
+            "training": {"spec": {"target": "churned", "model": "sklearn.linear_model.LogisticRegression"}},
+            "gate": {
+                "rules": [{"metric": "val_roc_auc", "min": 0.6}],
+                "approval": "required",
+                "approvers": ["alice"],
+            },
+        }
+    )
+    dag = build_training_dag(cfg)
+    answers = [
+        ("bob", "Approve", "not mine to approve"),
+        ("alice", "Approve", "first churn model, report checked"),
+    ]
+    dag_run, approver = _run_with(api, dag, answers)
+
+    (_, bob_status, _), (_, alice_status, _) = approver.responses
+    assert (bob_status, alice_status) == (403, 200), (
+        approver.responses
+    )  # bob may edit the DAG but is not named
+    assert list(approver.request["params"]) == ["reason"], (
+        "the DAG's run params stay out of the approval form"
+    )
+    assert approver.request["assigned_users"] == [{"id": "alice", "name": "alice"}]
+    assert "val_roc_auc (gate)" in approver.request["body"] and "no champion yet" in approver.request["body"]
+    states = task_states(dag_run)
+    assert states["training.promote"] == states["training.approve"] == states["training.decided"] == "success"
+    assert states["training.force_promote"] == "skipped"
+    client = _client(mlflow_server)
+    assert client.get_registered_model(name).aliases["champion"] == "1"
+    (move,) = alias_history(client, name, "champion")
+    assert move.reason.startswith("approved by alice: first churn model, report checked"), move.reason
