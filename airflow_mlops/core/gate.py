@@ -429,6 +429,10 @@ def promote_if_better(  # noqa: C901 - the gate's checks then its compare-and-mo
         if passed and require_approval and approval is None:
             decision = GateDecision.AWAITING_APPROVAL
             reasons.append(f"the rules passed: waiting for a human approval before {champion_alias!r} moves")
+            if TAG_GATE_APPROVAL in (
+                getattr(mv, "tags", None) or {}
+            ):  # the gate asks anew: forget an old answer
+                client.delete_model_version_tag(name, version, TAG_GATE_APPROVAL)
         if approval is not None:
             reasons.insert(0, approval.describe())
         if aliases.get(challenger_alias) != version:
@@ -487,7 +491,10 @@ def _record_decision(
     by: str,
     approval: Approval | None = None,
 ) -> None:
-    tags = {
+    tags: dict[str, str] = {}
+    if approval is not None:  # first: a worker that dies after it replays the answer instead of losing it
+        tags[TAG_GATE_APPROVAL] = approval.to_json(by)
+    tags |= {
         TAG_GATE_DECISION: decision.value,
         TAG_GATE_REASONS: json.dumps(reasons),
         TAG_GATE_RULES: json.dumps([r.to_dict() for r in rules], sort_keys=True),
@@ -495,8 +502,6 @@ def _record_decision(
         TAG_GATE_AT: now_iso(),
         TAG_GATE_BY: by,
     }
-    if approval is not None:
-        tags[TAG_GATE_APPROVAL] = approval.to_json(by)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     _record_last(client, name, version, decision, reasons, champion, tags[TAG_GATE_AT])

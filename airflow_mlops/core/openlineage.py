@@ -91,30 +91,38 @@ class LineageSpec:
 # ---------------------------------------------------------------- naming
 def dataset_name(uri: str) -> tuple[str, str]:
     """(namespace, name) of a data URI, by the OpenLineage naming spec."""
+    from airflow_mlops.core.storage import split_conn_id
+
     uri = str(uri).strip()
-    if "://" not in uri or uri.startswith(("file://", "local://")):
-        path = uri.split("://", 1)[1] if "://" in uri else uri
-        if "://" in uri and not path.startswith("/"):  # file://host/path
-            host, _, rest = path.partition("/")
-            return f"file://{host}", "/" + rest
-        return "file", os.path.normpath(os.path.abspath(path))
+    if "://" not in uri:
+        return "file", os.path.normpath(os.path.abspath(uri))
+    scheme, rest = uri.split("://", 1)
+    if scheme.lower() == "local":
+        return "file", os.path.normpath(os.path.abspath(rest))
+    if scheme.lower() == "file":
+        host, _, path = rest.partition("/")
+        if host in {"", "localhost"}:
+            return "file", os.path.normpath("/" + path)
+        return f"file://{host}", "/" + path  # a path on another machine
+    try:  # an Airflow connection id (s3://conn@bucket/key) is not part of the data; abfs://container@account is
+        uri = split_conn_id(uri)[0]
+    except Exception:  # noqa: BLE001 - naming never fails a task: credentials in a URI are refused where it is read
+        pass
     scheme, rest = uri.split("://", 1)
     netloc, _, path = rest.partition("/")
-    netloc = netloc.rpartition("@")[2]  # an Airflow connection id (s3://conn@bucket) is not part of the data
     return f"{scheme.lower()}://{netloc}", path.rstrip("/") or "/"
 
 
 def mlflow_namespace(tracking_uri: str | None) -> str:
-    """``mlflow://<host:port>`` of an HTTP tracking server (``mlflow://<path>`` of a database store), no secrets."""
+    """``mlflow://<host:port>`` of an HTTP server, ``mlflow+<scheme>://<host><path>`` of a store; no secrets."""
     if not tracking_uri:
         return "mlflow"
     parts = urlsplit(str(tracking_uri))
+    host = parts.netloc.rpartition("@")[2]  # user:password@ never reaches lineage
     if parts.scheme in {"http", "https"}:
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return f"mlflow://{host}{port}{parts.path.rstrip('/')}"
+        return f"mlflow://{host}{parts.path.rstrip('/')}"
     if parts.scheme:
-        return f"mlflow+{parts.scheme}://{parts.path}"
+        return f"mlflow+{parts.scheme}://{host}{parts.path}"
     return f"mlflow://{tracking_uri}"
 
 

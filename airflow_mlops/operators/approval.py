@@ -97,6 +97,7 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
         challenger_alias: str | None = None,
         mlflow_conn_id: str | None = None,
         subject: str | None = None,
+        body: str | None = None,
         **kwargs: Any,
     ) -> None:
         for fixed in ("options", "defaults", "multiple"):
@@ -120,7 +121,7 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
             from airflow_mlops.settings import get_settings
 
             kwargs["pool"] = get_settings().promotion_pool or None
-        kwargs.setdefault("multiple_outputs", False)
+        kwargs.setdefault("multiple_outputs", True)  # approve.output["promoted"], like the gate
         # The DAG's own params arrive here too (source "dag"); the form shows only the task's: the reason.
         params = ParamsDict(kwargs.pop("params", None) or {})
         params["reason"] = Param(
@@ -130,7 +131,9 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
             description="Why you approve or reject this version; recorded in the model's history.",
             source="task",
         )
+        self._given_subject, self._given_body = subject, body
         super().__init__(
+            body=body,
             subject=subject or f"Promote {name} to champion?",
             options=[APPROVE, REJECT],
             defaults=[REJECT],  # no answer before response_timeout: rejected
@@ -181,6 +184,9 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
             tags = dict(getattr(mv, "tags", None) or {})
             recorded = Approval.recorded(tags, identity.ti_key)
             if recorded is not None:  # a retry after the answer: replay it, never ask twice
+                done = self._moved_by(client, identity.ti_key, recorded)
+                if done is not None:  # the move already happened: report it, never move again
+                    return done
                 self.log.info(
                     "Replaying the recorded answer for %s v%s: %s", self.name, self.version, recorded
                 )
@@ -191,8 +197,10 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
                     f"{self.name} v{self.version}: the gate decided {decision or 'nothing yet'!r}, not "
                     "'awaiting_approval': nothing to approve (build the gate with require_approval=True)."
                 )
-            self.body = self._request_body(client, mv, hook.ui_url)
-        self.subject = f"Promote {self.name} v{self.version} to {self._aliases()[0]}?"
+            generated = self._request_body(client, mv, hook.ui_url)
+            self.body = f"{self.body}\n\n{generated}" if self._given_body and self.body else generated
+        if not self._given_subject:
+            self.subject = f"Promote {self.name} v{self.version} to {self._aliases()[0]}?"
         push_link(
             context, MlflowModelVersionLink, mlflow_model_version_url(hook.ui_url, self.name, self.version)
         )
@@ -200,6 +208,40 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
             "Asking for an approval of %s v%s (timeout %s)", self.name, self.version, self.response_timeout
         )
         return super().execute(context)
+
+    def _moved_by(self, client: Any, by: str, recorded: Approval) -> dict[str, Any] | None:
+        """
+        The summary of the champion move this task already made on the recorded approval, or None. A cleared
+        approval task (the gate not cleared) reports that move rather than moving the champion again after a
+        later rollback; clear the gate too to ask again.
+        """
+        import json
+
+        from airflow_mlops.core.aliases import alias_history
+        from airflow_mlops.core.gate import GateDecision, GateResult
+        from airflow_mlops.core.registry import get_alias_version
+        from airflow_mlops.core.tags import TAG_GATE_REASONS
+
+        champion_alias, challenger_alias = self._aliases()
+        moves = [
+            e
+            for e in alias_history(client, self.name, champion_alias)
+            if e.by == by and e.to_version == str(self.version) and e.action == "promote"
+        ]
+        if not recorded.approved or not moves:
+            return None
+        tags = dict(getattr(client.get_model_version(self.name, self.version), "tags", None) or {})
+        reasons = json.loads(tags.get(TAG_GATE_REASONS) or "[]")
+        current = get_alias_version(client, self.name, champion_alias)
+        self.log.info(
+            "%s v%s was promoted by this task on %s's approval; %s is v%s now: nothing to move",
+            self.name, self.version, recorded.approver, champion_alias, current,
+        )  # fmt: skip
+        result = GateResult(
+            self.name, str(self.version), GateDecision.PROMOTED, current, moves[-1].from_version,
+            [str(r) for r in reasons], champion_alias, challenger_alias,
+        )  # fmt: skip
+        return self._summary(result, recorded)
 
     def _request_body(self, client: Any, mv: Any, ui_url: str | None) -> str:
         """Markdown: the candidate's and the champion's metrics side by side, the gate's reasons, links."""
@@ -211,14 +253,25 @@ class MlflowApproveModelOperator(OpenLineageMixin, HITLOperator, MlflowBaseOpera
         from airflow_mlops.core.gate import Approval
 
         timed_out = bool(event.get("timedout"))
+        if (
+            "error" not in event
+        ):  # the API stores the form as sent: keep the answer whatever else came with it
+            sent = event.get("params_input") or {}
+            extra = sorted(set(sent) - {"reason"}) if isinstance(sent, dict) else []
+            if extra:
+                self.log.warning("Ignoring answer fields other than 'reason': %s", extra)
+            reason = sent.get("reason") if isinstance(sent, dict) else None
+            event = {**event, "params_input": {"reason": "" if reason is None else str(reason)}}
         payload = super().execute_complete(context, event)
         chosen = list(payload.get("chosen_options") or [])
         user = payload.get("responded_by_user") or {}
         reason = str((payload.get("params_input") or {}).get("reason") or "").strip()
         approver = "" if timed_out or not user else str(user.get("name") or user.get("id") or "")
-        approval = Approval(approved=chosen == [APPROVE] and bool(approver), approver=approver, reason=reason)
+        answered = payload.get("responded_at")
+        at = answered.isoformat() if hasattr(answered, "isoformat") else ""
+        approval = Approval(chosen == [APPROVE] and bool(approver), approver, reason, at)
         if not approver:
-            approval = Approval(False, "", reason or f"response_timeout {self.response_timeout}")
+            approval = Approval(False, "", reason or f"response_timeout {self.response_timeout}", at)
         return self._decide(context, approval)
 
     def _decide(self, context: Context, approval: Approval) -> dict[str, Any]:

@@ -168,3 +168,77 @@ def test_a_retry_after_a_rejection_rewrites_nothing(mlflow_conn, name, runtime, 
     assert again["decision"] == "rejected" and again["reasons"][0] == "rejected by bob: freeze"
     assert dict(mlflow_conn.client.get_model_version(name, v2).tags) == before
     assert json.loads(before[TAG_GATE_APPROVAL])["at"], "the answer keeps the time it was given"
+
+
+def test_a_re_run_gate_forgets_the_old_answer_and_the_approval_asks_again(
+    mlflow_conn, name, runtime, waiting, monkeypatch
+):
+    _, v2 = waiting
+    approve_op(name, v2).execute_complete(runtime.context("approve"), _answer("Reject", "bob", "freeze"))
+    gate = MlflowPromoteModelOperator(
+        task_id="gate", name=name, version=v2, rules=RULES, require_approval=True
+    )
+    assert gate.execute(runtime.context("gate", try_number=2))["decision"] == "awaiting_approval"  # cleared
+    assert TAG_GATE_APPROVAL not in mlflow_conn.client.get_model_version(name, v2).tags
+    monkeypatch.setattr(
+        "airflow.providers.standard.operators.hitl.HITLOperator.execute", lambda self, ctx: "asked"
+    )
+    assert approve_op(name, v2).execute(runtime.context("approve", try_number=2)) == "asked"
+
+
+def test_a_cleared_approval_after_a_rollback_does_not_move_the_champion_again(
+    mlflow_conn, name, runtime, waiting
+):
+    from airflow_mlops.operators.mlflow import MlflowRollbackModelOperator
+
+    v1, v2 = waiting
+    approve_op(name, v2).execute_complete(runtime.context("approve"), _answer("Approve", "alice", "ok"))
+    MlflowRollbackModelOperator(task_id="rollback", name=name, reason="latency").execute(
+        runtime.context("rollback")
+    )
+    assert mlflow_conn.aliases(name)["champion"] == v1
+    again = approve_op(name, v2).execute(runtime.context("approve", try_number=3))
+    assert again["promoted"] and again["champion_version"] == v1 and again["approver"] == "alice"
+    assert mlflow_conn.aliases(name)["champion"] == v1, "the old approval did not undo the rollback"
+
+
+def test_an_answer_recorded_by_a_worker_that_died_before_the_move_is_carried_out(
+    mlflow_conn, name, runtime, waiting
+):
+    from airflow_mlops.core.gate import Approval
+
+    v1, v2 = waiting
+    by = f"{runtime.dag_id}/{runtime.run_id}/approve/-1"
+    answer = Approval(True, "alice", "ok", "2026-12-06T10:00:00+00:00").to_json(by)
+    mlflow_conn.client.set_model_version_tag(
+        name, v2, TAG_GATE_APPROVAL, answer
+    )  # written first, then the worker died
+    summary = approve_op(name, v2).execute(runtime.context("approve", try_number=2))
+    assert summary["promoted"] and mlflow_conn.aliases(name)["champion"] == v2
+    recorded = json.loads(mlflow_conn.client.get_model_version(name, v2).tags[TAG_GATE_APPROVAL])
+    assert recorded["at"] == "2026-12-06T10:00:00+00:00", "the answer keeps the time it was given"
+
+
+@pytest.mark.parametrize(
+    ("params_input", "reason"),
+    [({"reason": None}, ""), ({"reason": 5, "note": "x"}, "5"), ({}, ""), (None, "")],
+)
+def test_an_odd_form_still_records_the_answer(mlflow_conn, name, runtime, waiting, params_input, reason):
+    _, v2 = waiting
+    event = {**_answer("Reject", "bob"), "params_input": params_input}
+    summary = approve_op(name, v2).execute_complete(runtime.context("approve"), event)
+    assert summary["decision"] == "rejected" and summary["approval_reason"] == reason
+
+
+def test_a_given_subject_and_body_are_kept(mlflow_conn, name, runtime, waiting, monkeypatch):
+    _, v2 = waiting
+    asked = {}
+    monkeypatch.setattr(
+        "airflow.providers.standard.operators.hitl.HITLOperator.execute",
+        lambda self, ctx: asked.update(subject=self.subject, body=self.body),
+    )
+    approve_op(name, v2, subject="Churn model sign-off", body="Check the Q4 segment.").execute(
+        runtime.context("approve")
+    )
+    assert asked["subject"] == "Churn model sign-off"
+    assert asked["body"].startswith("Check the Q4 segment.\n\n") and "| val_auc (gate) |" in asked["body"]
