@@ -1,7 +1,7 @@
 """OpenLineage for every operator: the ``get_openlineage_facets_on_*`` methods the OpenLineage provider calls.
 
-An operator mixes in :class:`OpenLineageMixin`, decorates ``execute`` (and ``execute_complete``) with
-:func:`keeps_summary` and implements :meth:`~OpenLineageMixin.lineage_spec`: its XCom summary -> a plain
+An operator mixes in :class:`OpenLineageMixin`, keeps its XCom summary in ``self._mlops_summary`` when it has one
+and implements :meth:`~OpenLineageMixin.lineage_spec`: that summary -> a plain
 :class:`~airflow_mlops.core.openlineage.LineageSpec`. Nothing here runs unless the OpenLineage provider is
 installed and configured (``pip install airflow-mlops[openlineage]`` and an ``[openlineage] transport``); the
 ``openlineage`` packages are imported only inside these methods, never when a DAG file is parsed. A lineage
@@ -15,8 +15,7 @@ the version facet and an ``mlops`` facet (name, version, alias, gate decision, d
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_mlops.core.openlineage import LineageDataset, LineageSpec
@@ -25,20 +24,6 @@ if TYPE_CHECKING:
 MLOPS_FACET_SCHEMA = (
     "https://github.com/airflow-mlops/airflow-mlops/blob/main/docs/openlineage.md#the-mlops-facet"
 )
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def keeps_summary(method: _F) -> _F:
-    """Decorate ``execute``: keep its XCom summary on the task object for the lineage methods."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = method(self, *args, **kwargs)
-        if isinstance(result, dict):
-            self._mlops_summary = result
-        return result
-
-    return wrapper  # type: ignore[return-value]
 
 
 @functools.cache
@@ -74,21 +59,16 @@ def _facets(dataset: LineageDataset) -> tuple[dict[str, Any], dict[str, Any]]:
         datasource_dataset,
     )
 
-    facets: dict[str, Any] = {}
+    facets: dict[str, Any] = {
+        "dataSource": datasource_dataset.DatasourceDatasetFacet(name=dataset.namespace, uri=dataset.namespace)
+    }
     input_facets: dict[str, Any] = {}
     if dataset.version:
         facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=dataset.version)
     if dataset.kind == "model":
         facets["datasetType"] = dataset_type_dataset.DatasetTypeDatasetFacet(datasetType="MODEL")
-        facets["dataSource"] = datasource_dataset.DatasourceDatasetFacet(
-            name=dataset.namespace, uri=dataset.namespace
-        )
-        if dataset.model is not None:
-            facets["mlops"] = _mlops_facet_class()(**dataset.model.to_dict())
-    else:
-        facets["dataSource"] = datasource_dataset.DatasourceDatasetFacet(
-            name=dataset.namespace, uri=dataset.namespace
-        )
+    if dataset.model is not None:
+        facets["mlops"] = _mlops_facet_class()(**dataset.model.to_dict())
     if dataset.assertions:
         module = data_quality_assertions_dataset
         input_facets["dataQualityAssertions"] = module.DataQualityAssertionsDatasetFacet(

@@ -20,6 +20,12 @@ from airflow_mlops.core.lineage_graph import LineageGraph
         ("s3://bucket/k/in.parquet", ("s3://bucket", "k/in.parquet")),
         ("s3://aws_prod@bucket/k/in.parquet", ("s3://bucket", "k/in.parquet")),  # the connection is not data
         ("gs://b/dir/", ("gs://b", "dir")),
+        (
+            "abfs://container@account.dfs.core.windows.net/p/x",
+            ("abfs://container@account.dfs.core.windows.net", "p/x"),
+        ),
+        ("file://localhost/tmp/x.parquet", ("file", "/tmp/x.parquet")),
+        ("s3://bucket", ("s3://bucket", "/")),
     ],
 )
 def test_data_uris_follow_the_openlineage_naming_spec(uri: str, expected: tuple[str, str]) -> None:
@@ -29,6 +35,7 @@ def test_data_uris_follow_the_openlineage_naming_spec(uri: str, expected: tuple[
 def test_a_relative_path_is_named_by_its_absolute_path(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert ol.dataset_name("data/in.parquet") == ("file", os.path.join(str(tmp_path), "data", "in.parquet"))
+    assert ol.dataset_name("local://rel/x") == ("file", os.path.join(str(tmp_path), "rel", "x"))
 
 
 @pytest.mark.parametrize(
@@ -37,6 +44,9 @@ def test_a_relative_path_is_named_by_its_absolute_path(tmp_path, monkeypatch) ->
         ("http://127.0.0.1:5000", "mlflow://127.0.0.1:5000"),
         ("https://user:secret@mlflow.example.com/prefix/", "mlflow://mlflow.example.com/prefix"),
         ("sqlite:////srv/mlflow.db", "mlflow+sqlite:////srv/mlflow.db"),
+        ("postgresql://u:p@db1:5432/mlflow", "mlflow+postgresql://db1:5432/mlflow"),
+        ("databricks://profile", "mlflow+databricks://profile"),
+        ("http://h:abc", "mlflow://h:abc"),
         (None, "mlflow"),
     ],
 )
@@ -151,35 +161,3 @@ def test_a_sensor_reports_the_model_it_watched() -> None:
         {"model_name": "churn", "model_version": "4", "drift_share": 0.5}, TRACKING
     )
     assert drift.inputs[0].key == spec.inputs[0].key and drift.inputs[0].model.drift_share == 0.5
-
-
-@pytest.mark.parametrize(
-    ("uri", "expected"),
-    [
-        (
-            "abfs://container@account.dfs.core.windows.net/p/x",
-            ("abfs://container@account.dfs.core.windows.net", "p/x"),
-        ),
-        ("file://localhost/tmp/x.parquet", ("file", "/tmp/x.parquet")),
-        ("s3://bucket", ("s3://bucket", "/")),
-    ],
-)
-def test_naming_keeps_what_identifies_the_data(uri: str, expected: tuple[str, str]) -> None:
-    assert ol.dataset_name(uri) == expected
-
-
-def test_local_uris_are_local_paths(tmp_path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert ol.dataset_name("local://rel/x") == ("file", os.path.join(str(tmp_path), "rel", "x"))
-
-
-@pytest.mark.parametrize(
-    ("tracking_uri", "namespace"),
-    [
-        ("postgresql://u:p@db1:5432/mlflow", "mlflow+postgresql://db1:5432/mlflow"),
-        ("databricks://profile", "mlflow+databricks://profile"),
-        ("http://h:abc", "mlflow://h:abc"),
-    ],
-)
-def test_store_namespaces_keep_their_host_and_never_fail(tracking_uri: str, namespace: str) -> None:
-    assert ol.mlflow_namespace(tracking_uri) == namespace
