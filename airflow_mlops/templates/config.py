@@ -148,7 +148,6 @@ class GateConfig:
                 raise config_error(f"gate.approvers[{i}]", f"{user!r} is not a user id")
 
     def _normalise_rules(self) -> None:
-
         for section in ("rules", "floors"):
             rules = getattr(self, section)
             if rules is None:
